@@ -1,0 +1,23 @@
+# plantwatch: the two commands a new machine needs are `make demo` and `make test`.
+.PHONY: demo test venv services-up services-down lint clean
+
+demo:            ## install, start Kafka + InfluxDB, run the main job
+	scripts/demo.sh
+
+test:            ## install, start private services, lint + types + every test, stop services
+	scripts/test.sh
+
+venv:            ## create .venv and install plantwatch[dev]
+	scripts/bootstrap.sh
+
+services-up: venv
+	.venv/bin/plantwatch services up
+
+services-down:
+	.venv/bin/plantwatch services down
+
+lint: venv       ## format check, lint and type check only
+	.venv/bin/ruff format --check . && .venv/bin/ruff check . && .venv/bin/mypy
+
+clean:           ## remove .venv and local state (not the per-user build caches)
+	rm -rf .venv .state

@@ -1,0 +1,1 @@
+"""The alert state machine, the InfluxDB writer, ticket sinks and maintenance feedback."""

@@ -1,0 +1,1 @@
+"""The Keras 3 sequence model, its training core, evaluation, artifact and scorer."""

@@ -1,0 +1,12 @@
+"""The ``plantwatch`` command line: one entry, a subcommand per service.
+
+Heavy libraries (TensorFlow, pandas, the Kafka and InfluxDB clients) are imported
+inside the commands that use them, so ``plantwatch --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+from plantwatch.cli import services, smoke  # noqa: F401 - registers the subcommands
+from plantwatch.cli.main import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,60 @@
+"""The root command group and error handling."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from plantwatch import __version__
+from plantwatch.cli.options import SECRETS_HELP, settings_options
+from plantwatch.errors import PlantwatchError
+from plantwatch.settings import Settings, load_settings
+
+
+class _Group(click.Group):
+    """Prints plantwatch's own errors as one line (no traceback) and exits with 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PlantwatchError as exc:
+            click.echo(f"plantwatch: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=SECRETS_HELP,
+)
+@click.version_option(__version__, prog_name="plantwatch")
+@settings_options
+@click.pass_context
+def cli(ctx: click.Context, /, **options: Any) -> None:
+    """plantwatch: streaming predictive maintenance on Kafka, Keras and InfluxDB.
+
+    Every option below can also be set by the environment variable shown in its help;
+    options given on the command line win. Run `plantwatch COMMAND --help` for a command.
+    """
+    ctx.obj = options
+
+
+def settings_from(ctx: click.Context) -> Settings:
+    """The settings for this invocation (environment + root options), validated once."""
+    root = ctx.find_root()
+    cached = root.meta.get("plantwatch.settings")
+    if cached is None:
+        cached = load_settings(root.obj or {})
+        root.meta["plantwatch.settings"] = cached
+    return cached
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(prog_name="plantwatch")
+    except PlantwatchError as exc:  # raised outside a command (e.g. in a callback)
+        click.echo(f"plantwatch: error: {exc}", err=True)
+        sys.exit(2)

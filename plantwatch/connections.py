@@ -1,0 +1,130 @@
+"""Client configuration for Kafka and InfluxDB, built from the settings.
+
+Vendor errors are translated into plantwatch's own, naming the setting to fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from plantwatch.errors import AuthenticationError, ConnectionCheckError
+from plantwatch.settings import Settings, env_name
+
+if TYPE_CHECKING:
+    from influxdb_client import InfluxDBClient
+
+
+def kafka_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments for any kafka-python client (producer, consumer, admin).
+
+    Secrets are unwrapped here, at the last moment, and never logged.
+    """
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        config["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl_plain_username"] = settings.kafka_sasl_username
+        config["sasl_plain_password"] = password.get_secret_value() if password else None
+    if settings.kafka_ssl_cafile is not None:
+        config["ssl_cafile"] = str(settings.kafka_ssl_cafile)
+    config.update(extra)
+    return config
+
+
+@contextlib.contextmanager
+def kafka_errors(settings: Settings) -> Iterator[None]:
+    """Translate kafka-python's connection and auth errors into plantwatch errors."""
+    from kafka.errors import (
+        AuthorizationError,
+        KafkaError,
+        KafkaTimeoutError,
+        SaslAuthenticationFailedError,
+        UnsupportedSaslMechanismError,
+    )
+
+    servers = settings.kafka_bootstrap_servers
+    try:
+        yield
+    except (
+        SaslAuthenticationFailedError,
+        UnsupportedSaslMechanismError,
+        AuthorizationError,
+    ) as exc:
+        raise AuthenticationError(
+            f"Kafka at {servers} refused the credentials ({type(exc).__name__}); check "
+            f"{env_name('kafka_sasl_mechanism')}, {env_name('kafka_sasl_username')} and "
+            f"{env_name('kafka_sasl_password')}"
+        ) from exc
+    except KafkaTimeoutError as exc:
+        if "bootstrap" not in str(exc).lower():
+            raise ConnectionCheckError(f"Kafka at {servers} timed out: {exc}") from exc
+        raise ConnectionCheckError(
+            f"cannot reach Kafka at {servers} (set {env_name('kafka_bootstrap_servers')}; "
+            "is the broker running? `plantwatch services up` starts a local one)"
+        ) from exc
+    except KafkaError as exc:
+        raise ConnectionCheckError(f"Kafka error from {servers}: {exc}") from exc
+
+
+def influx_client(settings: Settings, timeout_ms: int = 10_000) -> InfluxDBClient:
+    """An influxdb-client for the configured server (no automatic retries: callers decide)."""
+    from influxdb_client import InfluxDBClient
+
+    return InfluxDBClient(
+        url=settings.influx_url,
+        token=settings.influx_token.get_secret_value(),
+        org=settings.influx_org,
+        timeout=timeout_ms,
+        verify_ssl=settings.influx_verify_ssl,
+        ssl_ca_cert=str(settings.influx_ssl_ca_cert) if settings.influx_ssl_ca_cert else None,
+        retries=False,
+    )
+
+
+@contextlib.contextmanager
+def influx_errors(settings: Settings) -> Iterator[None]:
+    """Translate influxdb-client and urllib3 errors into plantwatch errors."""
+    from influxdb_client.rest import ApiException
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    try:
+        yield
+    except ApiException as exc:
+        status = exc.status
+        if status in (401, 403):
+            raise AuthenticationError(
+                f"InfluxDB at {settings.influx_url} refused the token "
+                f"(HTTP {status} {exc.reason}); check {env_name('influx_token')}"
+            ) from exc
+        if status == 404:
+            raise ConnectionCheckError(
+                f"InfluxDB at {settings.influx_url}: not found (HTTP 404: {_message(exc)}); "
+                f"check {env_name('influx_org')}={settings.influx_org!r} and "
+                f"{env_name('influx_bucket')}={settings.influx_bucket!r}"
+            ) from exc
+        raise ConnectionCheckError(
+            f"InfluxDB at {settings.influx_url} answered HTTP {status}: {_message(exc)}"
+        ) from exc
+    except (Urllib3Error, OSError) as exc:
+        raise ConnectionCheckError(
+            f"cannot reach InfluxDB at {settings.influx_url} ({type(exc).__name__}); "
+            f"set {env_name('influx_url')}; is the server running? "
+            "`plantwatch services up` starts a local one"
+        ) from exc
+
+
+def _message(exc: Any) -> str:
+    import json
+
+    body = getattr(exc, "body", None)
+    if body:
+        try:
+            return str(json.loads(body).get("message", body))[:300]
+        except (ValueError, AttributeError):
+            return str(body)[:300]
+    return str(getattr(exc, "reason", exc))

@@ -1,0 +1,323 @@
+"""The one settings object of plantwatch.
+
+Settings come from ``PLANTWATCH_*`` environment variables and from command-line
+options (options win). Only the command line builds a :class:`Settings` from the
+environment, through :func:`load_settings`; every other module receives the frozen
+object (or the parts of it that it needs) as an argument.
+
+A wrong value fails at start with a :class:`~plantwatch.errors.SettingsError` whose
+one-line message names the setting, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from plantwatch.errors import SettingsError
+
+ENV_PREFIX = "PLANTWATCH_"
+
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_HOSTPORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+
+
+def _default_state_dir() -> Path:
+    return Path.home() / ".local" / "state" / "plantwatch"
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "plantwatch"
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (IPv6 hosts in brackets) and check the port range.
+
+    >>> parse_host_port("127.0.0.1:9092")
+    ('127.0.0.1', 9092)
+    >>> parse_host_port("[::1]:9092")
+    ('::1', 9092)
+    """
+    match = _HOSTPORT_RE.match(value.strip())
+    if match is None:
+        raise ValueError("host:port")
+    host, port = match.group(1).strip("[]"), int(match.group(2))
+    if not 1 <= port <= 65535:
+        raise ValueError("a port between 1 and 65535")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (``localhost`` or 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Every setting of plantwatch, frozen once built.
+
+    Each field is read from the environment variable ``PLANTWATCH_<FIELD NAME>``
+    (upper case) and, except for secrets, from the option ``--<field-name>``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- Kafka -------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka brokers to bootstrap from, as host:port[,host:port...].",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism; required with SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL password (secret: environment only)."
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="CA certificate (PEM) that signed the brokers' certificates."
+    )
+    # --- Topics ------------------------------------------------------------------
+    topic_telemetry: str = Field("telemetry", description="Topic of raw sensor telemetry.")
+    topic_telemetry_dlq: str = Field(
+        "telemetry.dlq", description="Dead-letter topic for telemetry that failed validation."
+    )
+    topic_features: str = Field("features", description="Topic of windowed feature vectors.")
+    topic_predictions: str = Field("predictions", description="Topic of failure predictions.")
+    topic_events: str = Field(
+        "maintenance.events", description="Topic of failures and repairs (ground truth)."
+    )
+    topic_tickets: str = Field("maintenance.tickets", description="Topic of maintenance tickets.")
+    topic_feedback: str = Field(
+        "maintenance.feedback", description="Topic of ticket outcomes used as labels."
+    )
+    # --- InfluxDB ----------------------------------------------------------------
+    influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB 2.x base URL.")
+    influx_org: str = Field("plantwatch", description="InfluxDB organization.")
+    influx_bucket: str = Field("plantwatch", description="InfluxDB bucket for all measurements.")
+    influx_token: SecretStr = Field(
+        SecretStr("plantwatch-local-dev-token"),
+        description="InfluxDB API token (secret: environment only).",
+    )
+    influx_verify_ssl: bool = Field(True, description="Verify the InfluxDB TLS certificate.")
+    influx_ssl_ca_cert: Path | None = Field(
+        None, description="CA certificate (PEM) for an InfluxDB served over HTTPS."
+    )
+    # --- Local development services ---------------------------------------------
+    state_dir: Path = Field(
+        default_factory=_default_state_dir,
+        description="Where the local services keep data, logs and pid files.",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Where the Kafka jars and the influxd build are cached per version.",
+    )
+    kafka_version: str = Field("4.1.2", description="Apache Kafka version of the local broker.")
+    influxdb_version: str = Field("2.8.0", description="InfluxDB version of the local server.")
+    kafka_controller_port: int | None = Field(
+        None, description="KRaft controller port of the local broker (default: broker port + 1)."
+    )
+    kafka_heap_mb: int = Field(512, description="Java heap of the local broker, in MiB.")
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",")]
+        if not parts or any(not p for p in parts):
+            raise ValueError("host:port[,host:port...]")
+        for part in parts:
+            try:
+                parse_host_port(part)
+            except ValueError as exc:
+                raise ValueError(f"host:port[,host:port...] ({part!r} is not {exc})") from None
+        return ",".join(parts)
+
+    @field_validator(
+        "topic_telemetry",
+        "topic_telemetry_dlq",
+        "topic_features",
+        "topic_predictions",
+        "topic_events",
+        "topic_tickets",
+        "topic_feedback",
+    )
+    @classmethod
+    def _check_topic(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value) or value in {".", ".."}:
+            raise ValueError("a Kafka topic name: 1-249 characters of A-Z a-z 0-9 . _ -")
+        return value
+
+    @field_validator("influx_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("an http:// or https:// URL such as http://127.0.0.1:8086")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError("a URL with a port between 1 and 65535") from None
+        return value.rstrip("/")
+
+    @field_validator("influx_org", "influx_bucket")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError("1-64 characters of letters, digits, space . _ - (not leading)")
+        return value
+
+    @field_validator("influx_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().strip()) < 8:
+            raise ValueError("a token of at least 8 characters")
+        return value
+
+    @field_validator("kafka_version")
+    @classmethod
+    def _check_kafka_version(cls, value: str) -> str:
+        if not re.fullmatch(r"[34]\.\d+\.\d+", value):
+            raise ValueError("an Apache Kafka release such as 4.1.2 (3.x or 4.x)")
+        return value
+
+    @field_validator("influxdb_version")
+    @classmethod
+    def _check_influx_version(cls, value: str) -> str:
+        if not re.fullmatch(r"2\.\d+\.\d+", value):
+            raise ValueError("an InfluxDB 2.x release such as 2.8.0")
+        return value
+
+    @field_validator("kafka_controller_port")
+    @classmethod
+    def _check_port(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError("a port between 1 and 65535")
+        return value
+
+    @field_validator("kafka_heap_mb")
+    @classmethod
+    def _check_heap(cls, value: int) -> int:
+        if not 128 <= value <= 65536:
+            raise ValueError("a heap size between 128 and 65536 MiB")
+        return value
+
+    @model_validator(mode="after")
+    def _check_sasl(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_"):
+            missing = [
+                env_name(name)
+                for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise SettingsError(
+                    env_name("kafka_security_protocol"),
+                    self.kafka_security_protocol,
+                    f"{', '.join(missing)} to be set as well",
+                )
+        return self
+
+    @property
+    def kafka_hosts(self) -> list[tuple[str, int]]:
+        """The bootstrap servers as (host, port) pairs."""
+        return [parse_host_port(p) for p in self.kafka_bootstrap_servers.split(",")]
+
+
+class _WithoutEnvironment(Settings):
+    """Settings from explicit values only (for tests and embedding), ignoring PLANTWATCH_*."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        *args: PydanticBaseSettingsSource,
+        **kwargs: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+SECRET_FIELDS = frozenset(
+    name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)
+)
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``.
+
+    >>> env_name("influx_url")
+    'PLANTWATCH_INFLUX_URL'
+    """
+    return ENV_PREFIX + field.upper()
+
+
+def option_name(field: str) -> str:
+    """The command-line option that sets ``field``.
+
+    >>> option_name("influx_url")
+    '--influx-url'
+    """
+    return "--" + field.replace("_", "-")
+
+
+def _describe(error: ErrorDetails) -> str:
+    message = str(error.get("msg", "a valid value"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    if error.get("type") == "literal_error":
+        allowed = (error.get("ctx") or {}).get("expected", "")
+        return f"one of {allowed}"
+    return message[0].lower() + message[1:] if message else "a valid value"
+
+
+def load_settings(overrides: dict[str, Any] | None = None, *, read_env: bool = True) -> Settings:
+    """Build the settings from the environment plus explicit overrides.
+
+    Args:
+        overrides: values given on the command line, by field name; ``None`` values
+            are ignored so that an option left out falls back to the environment.
+        read_env: read ``PLANTWATCH_*`` variables (the command line does; tests may not).
+
+    Raises:
+        SettingsError: naming the first wrong setting, its value and what was expected.
+    """
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    try:
+        if read_env:
+            return Settings(**given)
+        return _WithoutEnvironment(**given)
+    except SettingsError:
+        raise
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error.get("loc") else "?"
+        if field in SECRET_FIELDS:
+            value = "***"
+        elif field in given:
+            value = str(given[field])
+        else:
+            value = str(error.get("input", ""))
+        setting = option_name(field) if field in given else env_name(field)
+        raise SettingsError(setting, value, _describe(error)) from None

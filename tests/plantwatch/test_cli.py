@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from plantwatch.cli import cli
+from plantwatch.cli.main import main as _main  # noqa: F401 - registers the subcommands
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from plantwatch.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_help_lists_commands_and_env_names() -> None:
+    result = _run("--help")
+    assert result.returncode == 0
+    for word in (
+        "services",
+        "smoke",
+        "PLANTWATCH_KAFKA_BOOTSTRAP_SERVERS",
+        "PLANTWATCH_INFLUX_TOKEN",
+    ):
+        assert word in result.stdout
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys; from plantwatch.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'pandas', 'kafka', 'influxdb_client') "
+        "if m in sys.modules]\nprint('HEAVY', heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "HEAVY []" in out
+
+
+def test_secrets_have_no_option_and_defaults_are_not_printed() -> None:
+    out = _run("--help").stdout
+    assert "--influx-token" not in out
+    assert "--kafka-sasl-password" not in out
+    assert "plantwatch-local-dev-token" not in out
+
+
+def test_bad_setting_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    env = dict(os.environ, PLANTWATCH_INFLUX_URL="not-a-url")
+    result = _run("services", "status", env=env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "PLANTWATCH_INFLUX_URL='not-a-url'" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_option_value_names_the_option() -> None:
+    result = CliRunner().invoke(cli, ["--kafka-bootstrap-servers", "nohost", "services", "status"])
+    assert result.exit_code == 2
+    assert "--kafka-bootstrap-servers='nohost'" in result.output
+
+
+def test_services_refuse_remote_endpoints() -> None:
+    result = CliRunner().invoke(
+        cli, ["--kafka-bootstrap-servers", "kafka.example.com:9092", "services", "status"]
+    )
+    assert result.exit_code == 2
+    assert "loopback" in result.output
+
+
+def test_subcommand_help_explains() -> None:
+    for args in (["services", "--help"], ["services", "up", "--help"], ["smoke", "--help"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0
+        assert len(result.output.splitlines()) > 4
