@@ -124,6 +124,31 @@ class Settings(BaseSettings):
     influx_ssl_ca_cert: Path | None = Field(
         None, description="CA certificate (PEM) for an InfluxDB served over HTTPS."
     )
+    # --- Ingest -------------------------------------------------------------------
+    ingest_group: str = Field(
+        "plantwatch-ingest", description="Consumer group of the ingest stage."
+    )
+    ingest_lateness_ms: int = Field(
+        120_000,
+        description="How far (ms) behind a machine's newest reading a reading may arrive; "
+        "later ones go to the DLQ as too_late.",
+    )
+    ingest_max_past_s: int = Field(
+        90 * 86400,
+        description="Refuse readings whose event time is more than this (s) in the past.",
+    )
+    ingest_max_future_s: int = Field(
+        600, description="Refuse readings whose event time is more than this (s) in the future."
+    )
+    ingest_max_message_bytes: int = Field(
+        1_000_000, description="Refuse telemetry messages larger than this (bytes)."
+    )
+    ingest_write_influx: bool = Field(
+        False, description="Also write raw telemetry to the InfluxDB measurement `telemetry`."
+    )
+    metrics_port: int = Field(
+        0, description="Serve Prometheus metrics on this port (127.0.0.1); 0 turns it off."
+    )
     # --- Local development services ---------------------------------------------
     state_dir: Path = Field(
         default_factory=_default_state_dir,
@@ -213,6 +238,34 @@ class Settings(BaseSettings):
     def _check_port(cls, value: int | None) -> int | None:
         if value is not None and not 1 <= value <= 65535:
             raise ValueError("a port between 1 and 65535")
+        return value
+
+    @field_validator("ingest_group")
+    @classmethod
+    def _check_group(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value):
+            raise ValueError("a consumer group id: 1-249 characters of A-Z a-z 0-9 . _ -")
+        return value
+
+    @field_validator("ingest_lateness_ms", "ingest_max_future_s")
+    @classmethod
+    def _check_non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("a number >= 0")
+        return value
+
+    @field_validator("ingest_max_past_s", "ingest_max_message_bytes")
+    @classmethod
+    def _check_positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("a number > 0")
+        return value
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _check_metrics_port(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError("a port between 1 and 65535, or 0 for off")
         return value
 
     @field_validator("kafka_heap_mb")

@@ -8,7 +8,7 @@ when those are not running. Each test uses its own topics or measurement tags.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +68,39 @@ def topic(live_services: Settings, unique: str) -> Iterator[str]:
     finally:
         admin.delete_topics([name])
         admin.close()
+
+
+def group_lag(settings: Settings, group: str, topic: str) -> int:
+    """Records of ``topic`` that consumer group ``group`` has not committed yet."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from plantwatch.connections import kafka_config
+
+    consumer = KafkaConsumer(**kafka_config(settings, group_id=group, enable_auto_commit=False))
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        ends = consumer.end_offsets(tps)
+        return sum(max(0, ends[tp] - (consumer.committed(tp) or 0)) for tp in tps)
+    finally:
+        consumer.close()
+
+
+def wait_caught_up(settings: Settings, group: str, topic: str, timeout: float = 180) -> None:
+    """Wait until ``group`` has committed everything in ``topic``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    lag = -1
+    while time.monotonic() < deadline:
+        lag = group_lag(settings, group, topic)
+        if lag == 0:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"group {group} still {lag} records behind on {topic} after {timeout}s")
+
+
+@pytest.fixture
+def caught_up() -> Callable[..., None]:
+    """``caught_up(settings, group, topic, timeout=180)``: wait until the group committed all."""
+    return wait_caught_up

@@ -41,6 +41,14 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
     ctx.obj = options
 
 
+def configure_logging() -> None:
+    """Timestamped INFO logs for services; the Kafka client's chatter only from WARNING up."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
 def settings_from(ctx: click.Context) -> Settings:
     """The settings for this invocation (environment + root options), validated once."""
     root = ctx.find_root()

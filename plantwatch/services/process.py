@@ -84,17 +84,21 @@ class ManagedProcess:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            self.pidfile.unlink(missing_ok=True)
-            return None
-        zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
-        if zombie or self.marker.encode() not in cmdline:
-            self.pidfile.unlink(missing_ok=True)
-            return None
-        return pid
+        for _ in range(20):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                break
+            if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+                break
+            if self.marker.encode() in cmdline.replace(b"\0", b" "):
+                return pid
+            if cmdline:
+                break
+            time.sleep(0.05)  # an empty cmdline: the process is in the middle of exec
+        self.pidfile.unlink(missing_ok=True)
+        return None
 
     def start(self, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path) -> int:
         """Start the process detached from our session, logging to ``logfile``."""

@@ -1,0 +1,76 @@
+"""Dead letters: a refused record goes to the DLQ topic with its original bytes untouched.
+
+The dead letter's key and value are the source record's key and value, byte for byte; the
+reason and the source coordinates travel in headers (as Kafka Connect does), so any tool can
+read, inspect and re-publish a dead letter:
+
+=========================== =====================================================
+header                      value (UTF-8)
+=========================== =====================================================
+``plantwatch.reason``       a reason code (``ingest.contract.REASONS``, ``duplicate``
+                            is never dead-lettered, ``too_late`` is)
+``plantwatch.detail``       the precise message: field, value, what was expected
+``plantwatch.source.topic`` source topic
+``plantwatch.source.partition`` source partition
+``plantwatch.source.offset``    source offset
+``plantwatch.source.timestamp`` source record timestamp (epoch ms)
+``plantwatch.stage``        the stage that refused it (``ingest``)
+=========================== =====================================================
+
+>>> letter = dead_letter("telemetry", 2, 41, 1700000000000, b"k", b"{", "not_json", "bad")
+>>> dict(letter.headers)["plantwatch.source.offset"]
+b'41'
+>>> reason_of(letter.headers)
+('not_json', 'bad')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+REASON = "plantwatch.reason"
+DETAIL = "plantwatch.detail"
+_MAX_DETAIL = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """What to produce to the DLQ topic."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def dead_letter(
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int | None,
+    key: bytes | None,
+    value: bytes | None,
+    reason: str,
+    detail: str,
+    stage: str = "ingest",
+) -> DeadLetter:
+    """Build the dead letter for one refused source record."""
+    headers = [
+        (REASON, reason.encode()),
+        (DETAIL, detail[:_MAX_DETAIL].encode("utf-8", "replace")),
+        ("plantwatch.source.topic", topic.encode()),
+        ("plantwatch.source.partition", str(partition).encode()),
+        ("plantwatch.source.offset", str(offset).encode()),
+        (
+            "plantwatch.source.timestamp",
+            str(timestamp_ms if timestamp_ms is not None else -1).encode(),
+        ),
+        ("plantwatch.stage", stage.encode()),
+    ]
+    return DeadLetter(key, value, headers)
+
+
+def reason_of(headers: Sequence[tuple[str, bytes]]) -> tuple[str, str]:
+    """The (reason, detail) pair of a dead letter's headers."""
+    found = {k: v.decode("utf-8", "replace") for k, v in headers}
+    return found.get(REASON, ""), found.get(DETAIL, "")

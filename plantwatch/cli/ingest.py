@@ -1,0 +1,145 @@
+"""`plantwatch ingest`: the telemetry consumer service."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plantwatch.cli.main import cli, configure_logging, settings_from
+
+
+def _install_stop(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        click.echo(
+            f"ingest: {signal.Signals(signum).name}: finishing the batch and stopping", err=True
+        )
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@cli.command("ingest")
+@click.option(
+    "--tap",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also append every valid sample as a JSON line to this file (fsynced before each commit).",
+)
+@click.option(
+    "--influx/--no-influx",
+    default=None,
+    help="Write raw telemetry to the InfluxDB measurement `telemetry` "
+    "[default: PLANTWATCH_INGEST_WRITE_INFLUX, off].",
+)
+@click.option(
+    "--max-messages", type=click.IntRange(min=1), default=None, help="Stop after this many records."
+)
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Stop after this many seconds without a record (for batch jobs and benchmarks).",
+)
+@click.option(
+    "--log-every",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between progress lines (counters, dead letters by reason, lag, rate).",
+)
+@click.pass_context
+def ingest_cmd(
+    ctx: click.Context,
+    tap: Path | None,
+    influx: bool | None,
+    max_messages: int | None,
+    idle_exit: float | None,
+    log_every: float,
+) -> None:
+    """Consume telemetry: validate, drop duplicates, dead-letter bad records.
+
+    Reads the telemetry topic in the consumer group PLANTWATCH_INGEST_GROUP. Valid samples
+    go on to the sinks (the --tap file, InfluxDB with --influx); every refused record goes
+    to the DLQ topic with its original bytes and a reason in its headers. Offsets are
+    committed only after the outputs are durable, so a crash replays and never skips.
+    Ctrl-C (SIGINT) or SIGTERM finishes the batch, commits and exits.
+    """
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from ingest.contract import Limits
+    from ingest.service import IngestConfig, IngestService
+    from ingest.sinks import InfluxTelemetrySink, JsonlTap, Sink
+    from plantwatch.connections import influx_client, kafka_config, kafka_errors
+
+    settings = settings_from(ctx)
+    configure_logging()
+    config = IngestConfig(
+        topic=settings.topic_telemetry,
+        dlq_topic=settings.topic_telemetry_dlq,
+        limits=Limits(
+            max_bytes=settings.ingest_max_message_bytes,
+            max_past_ms=settings.ingest_max_past_s * 1000,
+            max_future_ms=settings.ingest_max_future_s * 1000,
+        ),
+        lateness_ms=settings.ingest_lateness_ms,
+        log_every_s=log_every,
+    )
+    sinks: list[Sink] = []
+    if tap is not None:
+        sinks.append(JsonlTap(tap))
+    client = None
+    if settings.ingest_write_influx if influx is None else influx:
+        client = influx_client(settings)
+        sinks.append(InfluxTelemetrySink(client, settings.influx_bucket, settings.influx_org))
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        from ingest.metrics import IngestMetrics
+
+        metrics = IngestMetrics()
+        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    else:
+        metrics = None
+    stop = threading.Event()
+    _install_stop(stop)
+    with kafka_errors(settings):
+        consumer = KafkaConsumer(
+            **kafka_config(
+                settings,
+                group_id=settings.ingest_group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                max_poll_records=config.max_poll_records,
+                # A killed instance's partitions move to the others after 10 s, not 45 s.
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=3_000,
+            )
+        )
+        producer = KafkaProducer(**kafka_config(settings, acks="all", linger_ms=5))
+        service = IngestService(consumer, producer, sinks, config, metrics)
+        try:
+            service.run(
+                stop,
+                max_messages=max_messages,
+                idle_exit_s=idle_exit,
+                on_log=lambda line: click.echo(line, err=True),
+            )
+        finally:
+            consumer.close()
+            producer.close(timeout=10)
+            for sink in sinks:
+                close = getattr(sink, "close", None)
+                if close is not None:
+                    close()
+            if client is not None:
+                client.close()
+    m = service.metrics
+    click.echo(
+        f"consumed {m.consumed} records: {m.valid} valid samples, {m.duplicates} duplicates, "
+        f"{sum(m.dead.values())} dead letters"
+    )
