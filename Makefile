@@ -1,11 +1,14 @@
 # plantwatch: the two commands a new machine needs are `make demo` and `make test`.
-.PHONY: demo test venv services-up services-down lint clean
+.PHONY: demo test bench venv services-up services-down lint clean
 
 demo:            ## install, start Kafka + InfluxDB, run the main job
 	scripts/demo.sh
 
 test:            ## install, start private services, lint + types + every test, stop services
 	scripts/test.sh
+
+bench:           ## benchmarks against private real services; writes bench/results/
+	scripts/bench.sh
 
 venv:            ## create .venv and install plantwatch[dev]
 	scripts/bootstrap.sh

@@ -265,3 +265,39 @@ def test_sigkill_mid_stream_loses_nothing(
     assert set(keys) == expected, "a valid record was skipped"
     # at least once: replays after a kill are allowed, but bounded by the uncommitted batches
     assert len(keys) - len(expected) < kills * 2000 * 2
+
+
+def test_influx_sink_writes_telemetry_points(
+    live_services: Settings, topic: str, unique: str
+) -> None:
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from ingest.sinks import InfluxTelemetrySink
+    from plantwatch.connections import influx_client
+
+    eid = f"influx-{unique}"
+    values = [_good(i, eid) for i in range(25)] + [_good(3, eid)]  # last one is a duplicate
+    _produce(live_services, topic, values, key=eid.encode())
+    with influx_client(live_services) as client:
+        sink = InfluxTelemetrySink(client, live_services.influx_bucket, live_services.influx_org)
+        consumer = KafkaConsumer(
+            **kafka_config(
+                live_services,
+                group_id=f"g-{unique}",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+            )
+        )
+        producer = KafkaProducer(**kafka_config(live_services, acks="all"))
+        service = IngestService(
+            consumer, producer, [sink], IngestConfig(topic=topic, dlq_topic=f"{topic}.dlq")
+        )
+        service.run(threading.Event(), max_messages=len(values), idle_exit_s=30)
+        consumer.close()
+        producer.close()
+        tables = client.query_api().query(
+            f'from(bucket: "{live_services.influx_bucket}") |> range(start: -2h) '
+            f'|> filter(fn: (r) => r._measurement == "telemetry" and r.equipment_id == "{eid}") '
+            "|> count()"
+        )
+    assert [rec.get_value() for t in tables for rec in t.records] == [25]
