@@ -1,0 +1,199 @@
+"""The arithmetic shared by the offline and the streaming path.
+
+Readings of one sensor in one step are summarised by *partials* that merge by addition
+(count, sums, min, max, last): both paths build partials their own way (a pandas
+group-by, or incremental updates) and then call the same two functions, so training and
+serving compute identical features:
+
+- :func:`window_partials` merges the partials of the last ``window_steps`` steps;
+- :func:`step_features` turns merged partials plus the carried state of each machine
+  into the feature vector of one step, and returns the new carried state.
+
+Times inside partials are seconds since the start of their step, so sums stay small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from features.config import FLAGS, WindowConfig
+
+F64 = NDArray[np.float64]
+
+# Layout of the last axis of a partials array. LAST is the mean of the readings at the
+# latest time LAST_T (LAST_N of them), so ties do not depend on arrival order.
+N, SUM, SUMSQ, MIN, MAX, LAST, LAST_T, LAST_N, ST, STT, STY = range(11)
+WIDTH = 11
+
+
+def empty_partials(shape: tuple[int, ...]) -> F64:
+    """Partials of no readings: zero sums, +inf/-inf extremes, NaN last.
+
+    >>> p = empty_partials((2,))
+    >>> p.shape, float(p[0, MIN]), float(p[0, MAX])
+    ((2, 11), inf, -inf)
+    """
+    p = np.zeros((*shape, WIDTH))
+    p[..., MIN] = np.inf
+    p[..., MAX] = -np.inf
+    p[..., LAST] = np.nan
+    p[..., LAST_T] = -np.inf
+    return p
+
+
+def window_partials(steps: F64, step_s: float) -> F64:
+    """Merge partials over the step axis (axis -3) into one window.
+
+    Args:
+        steps: partials shaped (..., W, S, WIDTH), oldest step first.
+        step_s: step length in seconds (times are re-based to the window start).
+
+    Returns:
+        Partials shaped (..., S, WIDTH) with times relative to the first step's start.
+    """
+    w = steps.shape[-3]
+    shift = (np.arange(w, dtype=np.float64) * step_s)[:, None]  # (W, 1)
+    n = steps[..., N]
+    st = steps[..., ST]
+    out = np.empty((*steps.shape[:-3], steps.shape[-2], WIDTH))
+    out[..., N] = n.sum(axis=-2)
+    out[..., SUM] = steps[..., SUM].sum(axis=-2)
+    out[..., SUMSQ] = steps[..., SUMSQ].sum(axis=-2)
+    out[..., MIN] = steps[..., MIN].min(axis=-2)
+    out[..., MAX] = steps[..., MAX].max(axis=-2)
+    out[..., ST] = (st + n * shift).sum(axis=-2)
+    out[..., STT] = (steps[..., STT] + 2 * shift * st + n * shift**2).sum(axis=-2)
+    out[..., STY] = (steps[..., STY] + shift * steps[..., SUM]).sum(axis=-2)
+    last_t = np.where(n > 0, steps[..., LAST_T] + shift, -np.inf)
+    newest = np.argmax(last_t, axis=-2)  # the most recent step with readings
+    out[..., LAST_T] = np.take_along_axis(last_t, newest[..., None, :], axis=-2)[..., 0, :]
+    out[..., LAST] = np.take_along_axis(steps[..., LAST], newest[..., None, :], axis=-2)[..., 0, :]
+    out[..., LAST_N] = np.take_along_axis(steps[..., LAST_N], newest[..., None, :], axis=-2)[
+        ..., 0, :
+    ]
+    return out
+
+
+@dataclass
+class Carry:
+    """What each machine carries from one step to the next, per sensor.
+
+    Attributes:
+        last_value: the sensor's most recent reading (NaN if none yet).
+        last_ts_ms: event time of that reading (NaN if none yet).
+        gap_run: steps in a row without a reading.
+        prev_mean: the (possibly filled) mean of the previous step (NaN if none).
+    """
+
+    last_value: F64
+    last_ts_ms: F64
+    gap_run: F64
+    prev_mean: F64
+
+    @classmethod
+    def fresh(cls, shape: tuple[int, ...]) -> Carry:
+        """The state of machines that have not been seen yet."""
+        nan = np.full(shape, np.nan)
+        return cls(nan.copy(), nan.copy(), np.zeros(shape), nan.copy())
+
+    def take(self, rows: NDArray[np.intp]) -> Carry:
+        """The carried state of some machines (first axis)."""
+        return Carry(
+            self.last_value[rows], self.last_ts_ms[rows], self.gap_run[rows], self.prev_mean[rows]
+        )
+
+    def put(self, rows: NDArray[np.intp], other: Carry) -> None:
+        """Store the carried state of some machines."""
+        self.last_value[rows] = other.last_value
+        self.last_ts_ms[rows] = other.last_ts_ms
+        self.gap_run[rows] = other.gap_run
+        self.prev_mean[rows] = other.prev_mean
+
+
+def step_features(
+    window: F64,
+    newest: F64,
+    step_start_ms: NDArray[np.int64],
+    carry: Carry,
+    config: WindowConfig,
+) -> tuple[F64, Carry]:
+    """Feature vectors of one step for a batch of machines.
+
+    Args:
+        window: merged partials of the window ending with this step, (B, S, WIDTH).
+        newest: partials of this step alone, (B, S, WIDTH) (for the carried state).
+        step_start_ms: start of this step per machine, (B,).
+        carry: state carried from the previous step, arrays (B, S).
+        config: the feature rules.
+
+    Returns:
+        ``(vectors (B, S * config.per_sensor), new_carry)``; missing values are NaN.
+    """
+    n = window[..., N]
+    has = n > 0
+    safe_n = np.where(has, n, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(has, window[..., SUM] / safe_n, np.nan)
+        var = np.maximum(window[..., SUMSQ] / safe_n - mean**2, 0.0)
+        std = np.where(has, np.sqrt(var), np.nan)
+        denom = n * window[..., STT] - window[..., ST] ** 2
+        ok = (n >= 2) & (denom > 1e-12 * np.maximum(n * window[..., STT], 1.0))
+        slope = np.where(
+            ok,
+            (n * window[..., STY] - window[..., ST] * window[..., SUM]) / np.where(ok, denom, 1.0),
+            0.0,
+        )
+    slope = np.where(has, slope, np.nan)
+    low = np.where(has, window[..., MIN], np.nan)
+    high = np.where(has, window[..., MAX], np.nan)
+    last = np.where(has, window[..., LAST], np.nan)
+
+    # Gaps: repeat the last known value for a few steps, flagged; then missing.
+    step_has = newest[..., N] > 0
+    gap_run = np.where(step_has, 0.0, carry.gap_run + 1)
+    can_fill = ~has & (gap_run <= config.max_fill_steps) & ~np.isnan(carry.last_value)
+    filled = can_fill.astype(np.float64)
+    for values in (mean, low, high, last):
+        np.copyto(values, carry.last_value, where=can_fill)
+    std = np.where(can_fill, 0.0, std)
+    slope = np.where(can_fill, 0.0, slope)
+
+    end_ms = (step_start_ms + config.step_ms).astype(np.float64)[:, None]
+    last_value = np.where(step_has, newest[..., LAST], carry.last_value)
+    last_ts = np.where(
+        step_has,
+        step_start_ms.astype(np.float64)[:, None] + newest[..., LAST_T] * 1000.0,
+        carry.last_ts_ms,
+    )
+    columns: dict[str, F64] = {
+        "mean": mean,
+        "std": std,
+        "min": low,
+        "max": high,
+        "last": last,
+        "slope": slope,
+        "count": n,
+        "delta": mean - carry.prev_mean,
+        "since_last": (end_ms - last_ts) / 1000.0,
+        "filled": filled,
+        "stuck": ((n >= config.stuck_min_count) & (window[..., MAX] == window[..., MIN])).astype(
+            np.float64
+        ),
+        "out_of_range": _out_of_range(window, config),
+    }
+    parts = [columns[name] for name in (*config.aggregates, *config.derived, *FLAGS)]
+    vectors = np.stack(parts, axis=-1).reshape(window.shape[0], -1)
+    return vectors, Carry(last_value, last_ts, gap_run, mean.copy())
+
+
+def _out_of_range(window: F64, config: WindowConfig) -> F64:
+    flags = np.zeros(window.shape[:-1])
+    for i, sensor in enumerate(config.sensors):
+        bounds = config.ranges.get(sensor)
+        if bounds is not None:
+            has = window[:, i, N] > 0
+            flags[:, i] = has & ((window[:, i, MIN] < bounds[0]) | (window[:, i, MAX] > bounds[1]))
+    return flags
