@@ -45,7 +45,9 @@ class WindowConfig:
         aggregates: per-sensor aggregates, a subset of :data:`AGGREGATES`, in order.
         derived: per-sensor derived features, a subset of :data:`DERIVED`: ``delta`` is the
             change of the mean since the previous step; ``since_last`` the seconds from the
-            sensor's last reading to the step's end.
+            sensor's last reading to the step's end, saturating at ``max_fill_steps + 2``
+            steps (also for a sensor never read), so that features depend on a bounded
+            history.
         grace_ms: a step closes once its machine's newest reading is this far past the
             step's end; readings for a closed step are late.
         max_fill_steps: an empty step repeats the sensor's last value for at most this

@@ -23,10 +23,40 @@ from features.config import FLAGS, WindowConfig
 
 F64 = NDArray[np.float64]
 
-# Layout of the last axis of a partials array. LAST is the mean of the readings at the
-# latest time LAST_T (LAST_N of them), so ties do not depend on arrival order.
-N, SUM, SUMSQ, MIN, MAX, LAST, LAST_T, LAST_N, ST, STT, STY = range(11)
+# Layout of the last axis of a partials array: count, mean and centred second moments
+# of value and time and their co-moment (merged with Chan et al.'s parallel formulas, which
+# stay accurate where raw sums of squares cancel), extremes, and LAST: the mean of the
+# readings at the latest time LAST_T (LAST_N of them), so ties do not depend on order.
+N, MEAN, M2, MIN, MAX, LAST, LAST_T, LAST_N, MEAN_T, M2_T, C_TY = range(11)
 WIDTH = 11
+
+
+def merge_moments(a: F64, b: F64) -> None:
+    """Merge the moments of partials ``b`` into ``a`` in place (count, means, M2s, co-moment).
+
+    Extremes and LAST are left to the caller.
+    """
+    na, nb = a[..., N], b[..., N]
+    n = na + nb
+    safe = np.where(n > 0, n, 1.0)
+    dy = b[..., MEAN] - a[..., MEAN]
+    dt = b[..., MEAN_T] - a[..., MEAN_T]
+    w = na * nb / safe
+    both = (na > 0) & (nb > 0)
+    a[..., M2] = np.where(both, a[..., M2] + b[..., M2] + dy * dy * w, a[..., M2] + b[..., M2])
+    a[..., M2_T] = np.where(
+        both, a[..., M2_T] + b[..., M2_T] + dt * dt * w, a[..., M2_T] + b[..., M2_T]
+    )
+    a[..., C_TY] = np.where(
+        both, a[..., C_TY] + b[..., C_TY] + dt * dy * w, a[..., C_TY] + b[..., C_TY]
+    )
+    a[..., MEAN] = np.where(
+        nb > 0, np.where(na > 0, a[..., MEAN] + dy * nb / safe, b[..., MEAN]), a[..., MEAN]
+    )
+    a[..., MEAN_T] = np.where(
+        nb > 0, np.where(na > 0, a[..., MEAN_T] + dt * nb / safe, b[..., MEAN_T]), a[..., MEAN_T]
+    )
+    a[..., N] = n
 
 
 def empty_partials(shape: tuple[int, ...]) -> F64:
@@ -36,7 +66,7 @@ def empty_partials(shape: tuple[int, ...]) -> F64:
     >>> p.shape, float(p[0, MIN]), float(p[0, MAX])
     ((2, 11), inf, -inf)
     """
-    p = np.zeros((*shape, WIDTH))
+    p = np.zeros((*shape, WIDTH))  # n = 0, zero means and moments
     p[..., MIN] = np.inf
     p[..., MAX] = -np.inf
     p[..., LAST] = np.nan
@@ -57,16 +87,13 @@ def window_partials(steps: F64, step_s: float) -> F64:
     w = steps.shape[-3]
     shift = (np.arange(w, dtype=np.float64) * step_s)[:, None]  # (W, 1)
     n = steps[..., N]
-    st = steps[..., ST]
-    out = np.empty((*steps.shape[:-3], steps.shape[-2], WIDTH))
-    out[..., N] = n.sum(axis=-2)
-    out[..., SUM] = steps[..., SUM].sum(axis=-2)
-    out[..., SUMSQ] = steps[..., SUMSQ].sum(axis=-2)
+    out = steps[..., 0, :, :].copy()
+    for j in range(1, w):
+        part = steps[..., j, :, :].copy()
+        part[..., MEAN_T] += shift[j]
+        merge_moments(out, part)
     out[..., MIN] = steps[..., MIN].min(axis=-2)
     out[..., MAX] = steps[..., MAX].max(axis=-2)
-    out[..., ST] = (st + n * shift).sum(axis=-2)
-    out[..., STT] = (steps[..., STT] + 2 * shift * st + n * shift**2).sum(axis=-2)
-    out[..., STY] = (steps[..., STY] + shift * steps[..., SUM]).sum(axis=-2)
     last_t = np.where(n > 0, steps[..., LAST_T] + shift, -np.inf)
     newest = np.argmax(last_t, axis=-2)  # the most recent step with readings
     out[..., LAST_T] = np.take_along_axis(last_t, newest[..., None, :], axis=-2)[..., 0, :]
@@ -135,17 +162,13 @@ def step_features(
     n = window[..., N]
     has = n > 0
     safe_n = np.where(has, n, 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(has, window[..., SUM] / safe_n, np.nan)
-        var = np.maximum(window[..., SUMSQ] / safe_n - mean**2, 0.0)
-        std = np.where(has, np.sqrt(var), np.nan)
-        denom = n * window[..., STT] - window[..., ST] ** 2
-        ok = (n >= 2) & (denom > 1e-12 * np.maximum(n * window[..., STT], 1.0))
-        slope = np.where(
-            ok,
-            (n * window[..., STY] - window[..., ST] * window[..., SUM]) / np.where(ok, denom, 1.0),
-            0.0,
-        )
+    mean = np.where(has, window[..., MEAN], np.nan)
+    std = np.where(has, np.sqrt(np.maximum(window[..., M2], 0.0) / safe_n), np.nan)
+    constant = window[..., MAX] == window[..., MIN]  # exact in any order: no spread, no trend
+    std = np.where(constant, 0.0, std)
+    spread = window[..., M2_T]
+    ok = (spread > 0) & ~constant  # readings at two or more distinct times
+    slope = np.where(ok, window[..., C_TY] / np.where(ok, spread, 1.0), 0.0)
     slope = np.where(has, slope, np.nan)
     low = np.where(has, window[..., MIN], np.nan)
     high = np.where(has, window[..., MAX], np.nan)
@@ -177,7 +200,7 @@ def step_features(
         "slope": slope,
         "count": n,
         "delta": mean - carry.prev_mean,
-        "since_last": (end_ms - last_ts) / 1000.0,
+        "since_last": np.fmin((end_ms - last_ts) / 1000.0, _since_cap(config)),
         "filled": filled,
         "stuck": ((n >= config.stuck_min_count) & (window[..., MAX] == window[..., MIN])).astype(
             np.float64
@@ -187,6 +210,15 @@ def step_features(
     parts = [columns[name] for name in (*config.aggregates, *config.derived, *FLAGS)]
     vectors = np.stack(parts, axis=-1).reshape(window.shape[0], -1)
     return vectors, Carry(last_value, last_ts, gap_run, mean.copy())
+
+
+def _since_cap(config: WindowConfig) -> float:
+    """Where ``since_last`` saturates (seconds).
+
+    Beyond the fill horizon the exact age no longer matters, and capping it keeps every
+    feature a function of a bounded history, which is what makes replay exact.
+    """
+    return (config.max_fill_steps + 2) * config.step_ms / 1000.0
 
 
 def _out_of_range(window: F64, config: WindowConfig) -> F64:

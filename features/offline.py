@@ -24,16 +24,16 @@ from numpy.typing import NDArray
 
 from features.config import FeatureConfigError, WindowConfig
 from features.core import (
+    C_TY,
     LAST,
     LAST_N,
     LAST_T,
+    M2,
+    M2_T,
     MAX,
+    MEAN,
+    MEAN_T,
     MIN,
-    ST,
-    STT,
-    STY,
-    SUM,
-    SUMSQ,
     WIDTH,
     Carry,
     N,
@@ -48,24 +48,30 @@ _CHUNK = 256
 
 
 def _partials_by_group(ts: I64, group_start_ms: I64, values: F64, starts: NDArray[np.intp]) -> F64:
-    """Partials of sorted readings for groups beginning at ``starts``."""
+    """Partials of sorted readings for groups beginning at ``starts`` (two-pass moments)."""
     valid = ~np.isnan(values)
     y = np.where(valid, values, 0.0)
-    t = ((ts - group_start_ms) / 1000.0)[:, None]
+    t = np.broadcast_to(((ts - group_start_ms) / 1000.0)[:, None], values.shape)
     tv = np.where(valid, t, 0.0)
     out = np.empty((len(starts), values.shape[1], WIDTH))
     add = np.add.reduceat
-    out[..., N] = add(valid.astype(np.float64), starts, axis=0)
-    out[..., SUM] = add(y, starts, axis=0)
-    out[..., SUMSQ] = add(y * y, starts, axis=0)
+    group_of_row = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(ts))))
+    n = add(valid.astype(np.float64), starts, axis=0)
+    safe = np.where(n > 0, n, 1.0)
+    mean = add(y, starts, axis=0) / safe
+    mean_t = add(tv, starts, axis=0) / safe
+    dy = np.where(valid, values - mean[group_of_row], 0.0)
+    dt = np.where(valid, t - mean_t[group_of_row], 0.0)
+    out[..., N] = n
+    out[..., MEAN] = mean
+    out[..., M2] = add(dy * dy, starts, axis=0)
+    out[..., MEAN_T] = mean_t
+    out[..., M2_T] = add(dt * dt, starts, axis=0)
+    out[..., C_TY] = add(dt * dy, starts, axis=0)
     out[..., MIN] = np.minimum.reduceat(np.where(valid, values, np.inf), starts, axis=0)
     out[..., MAX] = np.maximum.reduceat(np.where(valid, values, -np.inf), starts, axis=0)
-    out[..., ST] = add(tv, starts, axis=0)
-    out[..., STT] = add(tv * tv, starts, axis=0)
-    out[..., STY] = add(tv * y, starts, axis=0)
     last_t = np.maximum.reduceat(np.where(valid, t, -np.inf), starts, axis=0)
     out[..., LAST_T] = last_t
-    group_of_row = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(ts))))
     at_last = valid & (t == last_t[group_of_row])
     count_last = add(at_last.astype(np.float64), starts, axis=0)
     out[..., LAST_N] = count_last

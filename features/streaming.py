@@ -36,20 +36,21 @@ from numpy.typing import NDArray
 
 from features.config import WindowConfig
 from features.core import (
+    C_TY,
     LAST,
     LAST_N,
     LAST_T,
+    M2,
+    M2_T,
     MAX,
+    MEAN,
+    MEAN_T,
     MIN,
-    ST,
-    STT,
-    STY,
-    SUM,
-    SUMSQ,
     WIDTH,
     Carry,
     N,
     empty_partials,
+    merge_moments,
     step_features,
     window_partials,
 )
@@ -283,12 +284,26 @@ class StreamingWindows:
         flat = self._p.reshape(-1, WIDTH)
         key = (slot * self.ring + pos) * len(self.config.sensors) + sensor
         uniq, inv = np.unique(key, return_inverse=True)
-        flat[uniq, N] += np.bincount(inv).astype(np.float64)
-        flat[uniq, SUM] += np.bincount(inv, weights=y)
-        flat[uniq, SUMSQ] += np.bincount(inv, weights=y * y)
-        flat[uniq, ST] += np.bincount(inv, weights=t)
-        flat[uniq, STT] += np.bincount(inv, weights=t * t)
-        flat[uniq, STY] += np.bincount(inv, weights=t * y)
+        # The batch's own moments (two passes), then merged into the stored ones.
+        n_b = np.bincount(inv).astype(np.float64)
+        mean_b = np.bincount(inv, weights=y) / n_b
+        mean_tb = np.bincount(inv, weights=t) / n_b
+        dy, dt = y - mean_b[inv], t - mean_tb[inv]
+        batch = np.zeros((len(uniq), WIDTH))
+        batch[:, N] = n_b
+        batch[:, MEAN] = mean_b
+        batch[:, M2] = np.bincount(inv, weights=dy * dy)
+        batch[:, MEAN_T] = mean_tb
+        batch[:, M2_T] = np.bincount(inv, weights=dt * dt)
+        batch[:, C_TY] = np.bincount(inv, weights=dt * dy)
+        stored = flat[uniq]
+        merge_moments(stored, batch)
+        flat[uniq, N] = stored[:, N]
+        flat[uniq, MEAN] = stored[:, MEAN]
+        flat[uniq, M2] = stored[:, M2]
+        flat[uniq, MEAN_T] = stored[:, MEAN_T]
+        flat[uniq, M2_T] = stored[:, M2_T]
+        flat[uniq, C_TY] = stored[:, C_TY]
         low = np.full(len(uniq), np.inf)
         high = np.full(len(uniq), -np.inf)
         np.minimum.at(low, inv, y)

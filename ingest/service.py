@@ -15,6 +15,7 @@ consumer keeps polling (paused) so that it stays in its group.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from typing import Any
 
 from ingest.contract import DEFAULT_LIMITS, Limits, Telemetry, validate
 from ingest.dlq import DeadLetter, dead_letter
+from ingest.featurestage import FeatureOutput, FeatureStage, commit_metadata, parse_rewind
 from ingest.metrics import IngestMetrics
 from ingest.order import OrderGuard
 from ingest.sinks import Sink, TransientSinkError
@@ -34,7 +36,11 @@ log = logging.getLogger("plantwatch.ingest")
 
 
 class DeadLetterError(PlantwatchError):
-    """The DLQ topic did not acknowledge dead letters; the batch is not committed."""
+    """Kafka did not acknowledge the batch's outputs; the batch is not committed."""
+
+
+class FencedError(PlantwatchError):
+    """Another instance with the same transactional id took over."""
 
 
 @dataclass(frozen=True)
@@ -44,22 +50,40 @@ class IngestConfig:
     Attributes:
         topic: the telemetry topic.
         dlq_topic: where refused records go.
+        features_topic: where feature records go (when a feature stage is given).
         limits: contract bounds for validation.
         lateness_ms: out-of-order grace per machine.
         poll_timeout_ms: how long one poll waits for records.
         max_poll_records: most records per batch.
         log_every_s: seconds between progress log lines.
         backoff_max_s: longest wait between retries of a failing sink.
+        transactional: produce outputs and commit offsets in one Kafka transaction (the
+            producer must have a ``transactional_id``): exactly once in the output topics.
     """
 
     topic: str = "telemetry"
     dlq_topic: str = "telemetry.dlq"
+    features_topic: str = "features"
     limits: Limits = DEFAULT_LIMITS
     lateness_ms: int = 120_000
     poll_timeout_ms: int = 500
     max_poll_records: int = 2000
     log_every_s: float = 10.0
     backoff_max_s: float = 30.0
+    transactional: bool = False
+
+
+@dataclass
+class _Batch:
+    """Outputs of one polled batch, before they are made durable."""
+
+    valid: list[Telemetry]
+    dead: list[DeadLetter]
+    features: list[FeatureOutput]
+    offsets: dict[Any, int]
+    reasons: Counter[str]
+    duplicates: int = 0
+    consumed: int = 0
 
 
 class IngestService:
@@ -67,11 +91,13 @@ class IngestService:
 
     Args:
         consumer: a ``KafkaConsumer`` (not yet subscribed; ``run`` subscribes it).
-        producer: a ``KafkaProducer`` for dead letters.
+        producer: a ``KafkaProducer`` for dead letters and feature records (with a
+            ``transactional_id`` when ``config.transactional``).
         sinks: where valid samples go; flushed before each commit.
         config: loop settings.
         metrics: counters (a fresh set by default).
         clock: wall time in seconds, for validation bounds (injected for tests).
+        features: the feature stage; None to only validate and route telemetry.
     """
 
     def __init__(
@@ -82,22 +108,28 @@ class IngestService:
         config: IngestConfig,
         metrics: IngestMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        features: FeatureStage | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
         self._sinks = list(sinks)
         self.config = config
         self.metrics = metrics or IngestMetrics()
+        self.features = features
         self._clock = clock
         self._guard = OrderGuard(config.lateness_ms)
         self._machines_of: dict[Any, set[str]] = {}
-        self._dlq_errors: list[BaseException] = []
+        self._replay_until: dict[Any, int] = {}
+        self._pending_rewind: set[Any] = set()
+        self._errors: list[BaseException] = []
         self._last_log = time.monotonic()
         self._logged_consumed = 0
+        if config.transactional:
+            producer.init_transactions()
 
     # --- Kafka group membership ---------------------------------------------------
     def subscribe(self) -> None:
-        """Join the group on the telemetry topic, forgetting state of revoked partitions."""
+        """Join the group; on assignment, rewind each partition to rebuild its windows."""
         from kafka import ConsumerRebalanceListener
 
         service = self
@@ -106,90 +138,136 @@ class IngestService:
             def on_partitions_revoked(self, revoked: Any) -> None:
                 # Batches are committed before the next poll, so nothing is in flight here.
                 for tp in revoked:
-                    service._guard.forget(service._machines_of.pop(tp, set()))
+                    machines = service._machines_of.pop(tp, set())
+                    service._guard.forget(machines)
+                    if service.features is not None:
+                        service.features.forget(list(machines))
+                    service._replay_until.pop(tp, None)
+                    service._pending_rewind.discard(tp)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
+                # Runs on kafka-python's IO thread, where blocking calls are not allowed:
+                # the rewind happens in the loop, before any record of these is processed.
+                service._pending_rewind.update(assigned)
                 log.info("ingest: assigned %s", sorted(tp.partition for tp in assigned))
 
         self._consumer.subscribe([self.config.topic], listener=_Listener())
 
-    # --- one batch -------------------------------------------------------------------
-    def _classify(
-        self, tp: Any, message: Any, now_ms: int, valid: list[Telemetry], dead: list[DeadLetter]
-    ) -> tuple[int, str | None]:
-        value = message.value
-        records: list[Telemetry] = []
-        if value is None:
-            reason, detail = "not_json", "message has no value (a tombstone): expected telemetry"
-        else:
-            records, rejection = validate(value, now_ms, self.config.limits)
-            reason, detail = (rejection.reason, rejection.detail) if rejection else ("", "")
-        duplicates = 0
-        late: list[Telemetry] = []
-        for record in records:
-            verdict = self._guard.check(record)
-            if verdict == "ok":
-                valid.append(record)
-                self._machines_of.setdefault(tp, set()).add(record.equipment_id)
-            elif verdict == "duplicate":
-                duplicates += 1
-            else:
-                late.append(record)
-        if late:
-            newest = self._guard.newest(late[0].equipment_id)
-            reason = "too_late"
-            floor = (newest or 0) - self.config.lateness_ms
-            detail = (
-                f"{len(late)} of {len(records)} samples of {late[0].equipment_id!r} arrived more "
-                f"than {self.config.lateness_ms} ms behind its newest reading (ts {newest}); "
-                f"field 'ts': value {late[0].ts_ms}, expected >= {floor}"
-            )
-        if reason:
-            dead.append(
-                dead_letter(
-                    tp.topic,
+    def _rewind(self, polled: dict[Any, list[Any]]) -> None:
+        """Seek newly assigned partitions back to their rewind point.
+
+        The rewind point comes from the commit metadata; replaying from it rebuilds the
+        windows. Already polled records of a rewound partition are dropped: the seek
+        fetches them again.
+        """
+        while self._pending_rewind:
+            tp = self._pending_rewind.pop()
+            committed = self._consumer.committed(tp, metadata=True)
+            if committed is None or self.features is None:
+                continue
+            rewind = parse_rewind(committed.metadata)
+            if rewind is not None and rewind < committed.offset:
+                self._consumer.seek(tp, rewind)
+                self._replay_until[tp] = committed.offset
+                polled.pop(tp, None)
+                log.info(
+                    "ingest: partition %d: replaying offsets %d..%d to rebuild windows",
                     tp.partition,
-                    message.offset,
-                    message.timestamp,
-                    message.key,
-                    value,
-                    reason,
-                    detail,
+                    rewind,
+                    committed.offset,
                 )
-            )
-        return duplicates, reason or None
+
+    # --- one batch -------------------------------------------------------------------
+    def _dead(self, tp: Any, message: Any, reason: str, detail: str) -> DeadLetter:
+        return dead_letter(
+            tp.topic,
+            tp.partition,
+            message.offset,
+            message.timestamp,
+            message.key,
+            message.value,
+            reason,
+            detail,
+        )
+
+    def _too_late(self, records: Sequence[Telemetry], late: Sequence[Telemetry]) -> str:
+        newest = self._guard.newest(late[0].equipment_id)
+        floor = (newest or 0) - self.config.lateness_ms
+        return (
+            f"{len(late)} of {len(records)} samples of {late[0].equipment_id!r} arrived more "
+            f"than {self.config.lateness_ms} ms behind its newest reading (ts {newest}); "
+            f"field 'ts': value {late[0].ts_ms}, expected >= {floor}"
+        )
+
+    def _partition(self, tp: Any, messages: Sequence[Any], now_ms: int, batch: _Batch) -> None:
+        replay_until = self._replay_until.get(tp)
+        fed: list[Telemetry] = []
+        fed_offsets: list[int] = []
+        by_offset: dict[int, Any] = {}
+        for message in messages:
+            replaying = replay_until is not None and message.offset < replay_until
+            batch.offsets[tp] = message.offset + 1
+            if not replaying:
+                batch.consumed += 1
+            records: list[Telemetry] = []
+            if message.value is None:
+                reason, detail = (
+                    "not_json",
+                    "message has no value (a tombstone): expected telemetry",
+                )
+            else:
+                records, rejection = validate(message.value, now_ms, self.config.limits)
+                reason, detail = (rejection.reason, rejection.detail) if rejection else ("", "")
+            late: list[Telemetry] = []
+            for record in records:
+                verdict = self._guard.check(record)
+                if verdict == "ok":
+                    self._machines_of.setdefault(tp, set()).add(record.equipment_id)
+                    fed.append(record)
+                    fed_offsets.append(message.offset)
+                    if not replaying:
+                        batch.valid.append(record)
+                elif verdict == "duplicate":
+                    batch.duplicates += 0 if replaying else 1
+                else:
+                    late.append(record)
+            if late:
+                reason, detail = "too_late", self._too_late(records, late)
+            if reason and not replaying:
+                batch.dead.append(self._dead(tp, message, reason, detail))
+                batch.reasons[reason] += 1
+            by_offset[message.offset] = message
+        if self.features is not None and fed:
+            outputs, late_positions = self.features.update(fed, fed_offsets, replay_until)
+            batch.features.extend(outputs)
+            for offset in sorted({fed_offsets[i] for i in late_positions}):
+                if replay_until is None or offset >= replay_until:
+                    detail = (
+                        f"a sample of {fed[late_positions[0]].equipment_id!r} falls in a feature "
+                        "step that was already closed (after a jump of the machine's clock)"
+                    )
+                    batch.dead.append(self._dead(tp, by_offset[offset], "too_late", detail))
+                    batch.reasons["too_late"] += 1
+        if replay_until is not None and batch.offsets.get(tp, 0) >= replay_until:
+            del self._replay_until[tp]
 
     def process(self, polled: dict[Any, list[Any]]) -> dict[Any, int]:
-        """Validate and route one polled batch; returns the offsets to commit (next to read).
+        """Validate and route one polled batch, make its outputs durable and commit it.
 
-        Outputs are durable when this returns; the caller then commits.
+        Returns the committed offsets (next to read) per partition.
         """
+        batch = _Batch([], [], [], {}, Counter())
         now_ms = int(self._clock() * 1000)
-        valid: list[Telemetry] = []
-        dead: list[DeadLetter] = []
-        reasons: Counter[str] = Counter()
-        duplicates = consumed = 0
-        offsets: dict[Any, int] = {}
         for tp, messages in polled.items():
-            for message in messages:
-                consumed += 1
-                dup, reason = self._classify(tp, message, now_ms, valid, dead)
-                duplicates += dup
-                if reason:
-                    reasons[reason] += 1
-                offsets[tp] = message.offset + 1
+            self._partition(tp, messages, now_ms, batch)
         for sink in self._sinks:
-            sink.write(valid)
-        for letter in dead:
-            future = self._producer.send(
-                self.config.dlq_topic, key=letter.key, value=letter.value, headers=letter.headers
-            )
-            future.add_errback(self._dlq_errors.append)
-        self._flush_durably()
-        self.metrics.add(consumed, len(valid), duplicates, reasons)
-        return offsets
+            sink.write(batch.valid)
+        self._flush_sinks()
+        self._produce_and_commit(batch)
+        self.metrics.add(batch.consumed, len(batch.valid), batch.duplicates, batch.reasons)
+        return batch.offsets
 
-    def _flush_durably(self) -> None:
+    def _flush_sinks(self) -> None:
         delay = 0.5
         paused = False
         while True:
@@ -209,19 +287,73 @@ class IngestService:
         if paused:
             self._consumer.resume(*self._consumer.paused())
             log.info("ingest: sinks are back; resumed")
-        self._producer.flush()
-        if self._dlq_errors:
-            first = self._dlq_errors[0]
-            self._dlq_errors.clear()
-            raise DeadLetterError(
-                f"the DLQ topic {self.config.dlq_topic!r} did not acknowledge dead letters "
-                f"({type(first).__name__}: {first}); the batch was not committed"
-            )
 
-    def _commit(self, offsets: dict[Any, int]) -> None:
+    def _commit_offsets(self, offsets: dict[Any, int]) -> dict[Any, Any]:
         from kafka import OffsetAndMetadata
 
-        self._consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+        out = {}
+        for tp, offset in offsets.items():
+            rewind = offset
+            if self.features is not None:
+                machines = self._machines_of.get(tp, set())
+                found = self.features.rewind_offset(list(machines))
+                if found is not None:
+                    rewind = min(rewind, found)
+            out[tp] = OffsetAndMetadata(offset, commit_metadata(rewind), -1)
+        return out
+
+    def _send(self, batch: _Batch) -> None:
+        for letter in batch.dead:
+            self._producer.send(
+                self.config.dlq_topic, key=letter.key, value=letter.value, headers=letter.headers
+            ).add_errback(self._errors.append)
+        for out in batch.features:
+            self._producer.send(
+                self.config.features_topic,
+                key=out.key,
+                value=out.value,
+                timestamp_ms=out.timestamp_ms,
+            ).add_errback(self._errors.append)
+
+    def _produce_and_commit(self, batch: _Batch) -> None:
+        from kafka.errors import KafkaError, ProducerFencedError
+
+        commit = self._commit_offsets(batch.offsets)
+        if not self.config.transactional:
+            self._send(batch)
+            self._producer.flush()
+            self._raise_send_errors()
+            self._consumer.commit(commit)
+            return
+        try:
+            self._producer.begin_transaction()
+            self._send(batch)
+            self._producer.send_offsets_to_transaction(commit, self._consumer.group_metadata())
+            self._producer.commit_transaction()
+        except ProducerFencedError as exc:
+            raise FencedError(
+                "another ingest instance with the same transactional id took over; give each "
+                "instance its own PLANTWATCH_INSTANCE_ID"
+            ) from exc
+        except KafkaError as exc:
+            with contextlib.suppress(KafkaError):
+                self._producer.abort_transaction()
+            raise DeadLetterError(
+                f"Kafka refused the batch's transaction ({type(exc).__name__}: {exc}); "
+                "nothing was committed and the batch will be replayed"
+            ) from exc
+        self._raise_send_errors()
+
+    def _raise_send_errors(self) -> None:
+        if self._errors:
+            first = self._errors[0]
+            self._errors.clear()
+            raise DeadLetterError(
+                f"Kafka did not acknowledge the batch's outputs ({type(first).__name__}: "
+                f"{first}); the batch was not committed"
+            )
+
+    def _update_lag(self, offsets: dict[Any, int]) -> None:
         lag = 0
         for tp in self._consumer.assignment():
             high = self._consumer.highwater(tp)
@@ -255,19 +387,25 @@ class IngestService:
                 timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_poll_records
             )
             now = time.monotonic()
+            self._rewind(polled)
             if polled:
                 with self.metrics.batch_seconds.time():
                     offsets = self.process(polled)
-                    self._commit(offsets)
+                self._update_lag(offsets)
                 idle_since = now
             if now - self._last_log >= self.config.log_every_s:
                 rate = (self.metrics.consumed - self._logged_consumed) / (now - self._last_log)
-                emit(self.metrics.line(rate))
+                emit(self.metrics.line(rate) + self._feature_note())
                 self._last_log, self._logged_consumed = now, self.metrics.consumed
             if max_messages is not None and self.metrics.consumed >= max_messages:
                 break
             if idle_exit_s is not None and now - idle_since >= idle_exit_s:
                 break
         elapsed = max(time.monotonic() - start, 1e-9)
-        emit(self.metrics.line(self.metrics.consumed / elapsed))
+        emit(self.metrics.line(self.metrics.consumed / elapsed) + self._feature_note())
         return self.metrics
+
+    def _feature_note(self) -> str:
+        if self.features is None:
+            return ""
+        return f" features={self.features.emitted} machines={len(self.features.windows)}"

@@ -34,6 +34,12 @@ def _default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "plantwatch"
 
 
+def _default_instance() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:100] or "plantwatch"
+
+
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "plantwatch"
 
@@ -146,6 +152,20 @@ class Settings(BaseSettings):
     ingest_write_influx: bool = Field(
         False, description="Also write raw telemetry to the InfluxDB measurement `telemetry`."
     )
+    ingest_emit_features: bool = Field(
+        True,
+        description="Emit one feature vector per machine per closed step to the features topic.",
+    )
+    features_config: str = Field(
+        "plant",
+        description="Feature rules: a preset (plant, cmapss) or a JSON file of a WindowConfig.",
+    )
+    instance_id: str = Field(
+        default_factory=_default_instance,
+        description="This instance's stable name (default: host name); makes the Kafka "
+        "transactional id, so a restarted instance fences its predecessor. Give each "
+        "instance of a stage its own.",
+    )
     metrics_port: int = Field(
         0, description="Serve Prometheus metrics on this port (127.0.0.1); 0 turns it off."
     )
@@ -238,6 +258,13 @@ class Settings(BaseSettings):
     def _check_port(cls, value: int | None) -> int | None:
         if value is not None and not 1 <= value <= 65535:
             raise ValueError("a port between 1 and 65535")
+        return value
+
+    @field_validator("instance_id")
+    @classmethod
+    def _check_instance(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", value):
+            raise ValueError("1-100 characters of A-Z a-z 0-9 . _ -")
         return value
 
     @field_validator("ingest_group")

@@ -61,13 +61,19 @@ def ingest_cmd(
     idle_exit: float | None,
     log_every: float,
 ) -> None:
-    """Consume telemetry: validate, drop duplicates, dead-letter bad records.
+    """Consume telemetry: validate, dedupe, dead-letter bad records, emit features.
 
     Reads the telemetry topic in the consumer group PLANTWATCH_INGEST_GROUP. Valid samples
-    go on to the sinks (the --tap file, InfluxDB with --influx); every refused record goes
-    to the DLQ topic with its original bytes and a reason in its headers. Offsets are
-    committed only after the outputs are durable, so a crash replays and never skips.
-    Ctrl-C (SIGINT) or SIGTERM finishes the batch, commits and exits.
+    are windowed per machine by the rules of PLANTWATCH_FEATURES_CONFIG, and each closed
+    step's feature vector goes to the features topic; valid samples also go to the --tap
+    file and to InfluxDB with --influx. Every refused record goes to the DLQ topic with its
+    original bytes and a reason in its headers.
+
+    Feature records, dead letters and the offsets commit form one Kafka transaction per
+    batch (exactly once for read_committed consumers). After a crash or a rebalance, each
+    partition is replayed from the rewind point kept in its commit metadata, rebuilding
+    open windows without emitting a step twice. Ctrl-C (SIGINT) or SIGTERM finishes the
+    batch, commits and exits.
     """
     from kafka import KafkaConsumer, KafkaProducer
 
@@ -78,9 +84,17 @@ def ingest_cmd(
 
     settings = settings_from(ctx)
     configure_logging()
+    features = None
+    if settings.ingest_emit_features:
+        from ingest.featurestage import FeatureStage
+        from plantwatch.presets import load_window_config
+
+        features = FeatureStage(load_window_config(settings.features_config))
     config = IngestConfig(
         topic=settings.topic_telemetry,
         dlq_topic=settings.topic_telemetry_dlq,
+        features_topic=settings.topic_features,
+        transactional=True,
         limits=Limits(
             max_bytes=settings.ingest_max_message_bytes,
             max_past_ms=settings.ingest_max_past_s * 1000,
@@ -120,8 +134,18 @@ def ingest_cmd(
                 heartbeat_interval_ms=3_000,
             )
         )
-        producer = KafkaProducer(**kafka_config(settings, acks="all", linger_ms=5))
-        service = IngestService(consumer, producer, sinks, config, metrics)
+        # One transaction per batch: dead letters, feature records and the offsets commit
+        # land together or not at all. The id is stable per instance, so a restarted
+        # instance fences (and aborts) what its killed predecessor left open.
+        producer = KafkaProducer(
+            **kafka_config(
+                settings,
+                acks="all",
+                linger_ms=5,
+                transactional_id=f"{settings.ingest_group}-{settings.instance_id}",
+            )
+        )
+        service = IngestService(consumer, producer, sinks, config, metrics, features=features)
         try:
             service.run(
                 stop,

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from features.config import FeatureConfigError
 from plantwatch import __version__
 from plantwatch.cli.options import SECRETS_HELP, settings_options
 from plantwatch.errors import PlantwatchError
@@ -20,6 +21,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except PlantwatchError as exc:
+            click.echo(f"plantwatch: error: {exc}", err=True)
+            ctx.exit(2)
+        except FeatureConfigError as exc:
             click.echo(f"plantwatch: error: {exc}", err=True)
             ctx.exit(2)
 

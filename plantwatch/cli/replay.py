@@ -324,7 +324,9 @@ def cmapss_cmd(
     failures = split_of(path) == "train" if failures is None else failures
     now_ms = int(time.time() * 1000)
     cycles = int(df["cycle"].max())
-    start_ms = now_ms - (cycles - 1) * cycle_period if start is None else start
+    # By default the last cycle lands at (about) now, on a multiple of the cycle period, so
+    # that each cycle falls at the start of its own feature step of that length.
+    start_ms = (now_ms // cycle_period - (cycles - 1)) * cycle_period if start is None else start
     first = start_ms + (int(df["cycle"].min()) - 1) * cycle_period
     _check_window(first, start_ms + (cycles - 1) * cycle_period, now_ms, speed, cycles)
     probe = Telemetry(equipment_id(prefix, int(df["unit"].max())), now_ms, {"s1": 0.0})

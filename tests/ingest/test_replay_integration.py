@@ -119,8 +119,11 @@ def test_replay_publishes_every_cycle_once_and_failures(
         assert (event.kind, event.mode, event.source) == ("failure", "cmapss", "cmapss")
         failures[event.equipment_id] = event.ts_ms
     assert sorted(failures) == [f"engine-{u:03d}" for u in units]
-    # Default start: the last cycle of the replayed engines lands at the time of the run.
-    assert before <= max(failures.values()) <= after
+    # Default start: the last cycle lands on the multiple of the cycle period at or before
+    # the time of the run (so that cycles align with feature steps of that length).
+    period = 600_000
+    assert before // period * period <= max(failures.values()) <= after
+    assert max(failures.values()) % period == 0
     start = max(failures.values()) - (int(last.max()) - 1) * CYCLE_MS
     for unit, cycles in last.items():
         assert failures[f"engine-{unit:03d}"] == start + (cycles - 1) * CYCLE_MS
