@@ -167,7 +167,9 @@ def step_features(
     constant = window[..., MAX] == window[..., MIN]  # exact in any order: no spread, no trend
     std = np.where(constant, 0.0, std)
     spread = window[..., M2_T]
-    ok = (spread > 0) & ~constant  # readings at two or more distinct times
+    # Readings at two or more distinct times: event times have ms resolution, so a real
+    # spread is >= 5e-7 s^2; below 1e-9 it is rounding noise of identical times.
+    ok = (spread > 1e-9) & ~constant
     slope = np.where(ok, window[..., C_TY] / np.where(ok, spread, 1.0), 0.0)
     slope = np.where(has, slope, np.nan)
     low = np.where(has, window[..., MIN], np.nan)

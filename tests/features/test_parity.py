@@ -100,7 +100,7 @@ def _stream(
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(scenario())
 def test_streaming_equals_offline(case: tuple[WindowConfig, list[Rec], list[int]]) -> None:
     config, records, batches = case
