@@ -27,6 +27,8 @@ from ingest.service import IngestConfig, IngestService
 from plantwatch.connections import kafka_config
 from plantwatch.settings import Settings, load_settings
 
+SENSORS = tuple(f"s{j}" for j in range(8))
+
 
 class CountingSink:
     """Counts samples and notes when the first and the last batch arrived."""
@@ -61,7 +63,7 @@ def _fill(settings: Settings, topic: str, messages: int, batch: int, machines: i
         )
     )
     base = int(time.time() * 1000) - 3_600_000
-    sensors = [f"s{j}" for j in range(8)]
+    sensors = SENSORS
     samples = 0
     for i in range(messages):
         eid = f"machine-{i % machines:05d}"
@@ -69,7 +71,7 @@ def _fill(settings: Settings, topic: str, messages: int, batch: int, machines: i
         recs = [
             Telemetry(
                 eid,
-                base + (step * batch + k) * 10,
+                base + (step * batch + k) * 1000,  # 1 Hz per machine
                 {s: float(i + k + j) for j, s in enumerate(sensors)},
             )
             for k in range(batch)
@@ -86,12 +88,17 @@ def _drop(settings: Settings, topics: list[str]) -> None:
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(**kafka_config(settings))
-    admin.delete_topics(topics)
+    admin.delete_topics(topics, raise_errors=False)
     admin.close()
 
 
-def run_once(settings: Settings, messages: int, batch: int, machines: int) -> dict[str, float]:
-    """One timed ingest run over a freshly filled topic."""
+def run_once(
+    settings: Settings, messages: int, batch: int, machines: int, features: bool = False
+) -> dict[str, float]:
+    """One timed ingest run over a freshly filled topic.
+
+    With ``features``, the feature stage runs and outputs go out in transactions.
+    """
     from kafka import KafkaConsumer, KafkaProducer
 
     topic = f"bench-ingest-{uuid.uuid4().hex[:8]}"
@@ -106,9 +113,23 @@ def run_once(settings: Settings, messages: int, batch: int, machines: int) -> di
             max_poll_records=2000,
         )
     )
-    producer = KafkaProducer(**kafka_config(settings, acks="all"))
-    config = IngestConfig(topic=topic, dlq_topic=f"{topic}.dlq", log_every_s=3600)
-    service = IngestService(consumer, producer, [sink], config)
+    stage = None
+    extra: dict[str, Any] = {}
+    if features:
+        from features.config import WindowConfig
+        from ingest.featurestage import FeatureStage
+
+        stage = FeatureStage(WindowConfig(sensors=SENSORS, step_ms=10_000, grace_ms=2_000))
+        extra["transactional_id"] = f"bench-{topic}"
+    producer = KafkaProducer(**kafka_config(settings, acks="all", linger_ms=5, **extra))
+    config = IngestConfig(
+        topic=topic,
+        dlq_topic=f"{topic}.dlq",
+        features_topic=f"{topic}.features",
+        log_every_s=3600,
+        transactional=features,
+    )
+    service = IngestService(consumer, producer, [sink], config, features=stage)
     try:
         service.run(
             threading.Event(), max_messages=messages, idle_exit_s=60, on_log=lambda _l: None
@@ -116,7 +137,7 @@ def run_once(settings: Settings, messages: int, batch: int, machines: int) -> di
     finally:
         consumer.close()
         producer.close()
-        _drop(settings, [topic])
+        _drop(settings, [topic, f"{topic}.features"] if features else [topic])
     assert sink.samples == samples, (sink.samples, samples)
     assert sink.first is not None
     seconds = max(sink.last - sink.first, 1e-9)
@@ -144,11 +165,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     settings = load_settings()
     result: dict[str, Any] = {"cores": os.cpu_count(), "messages": args.messages, "runs": args.runs}
-    for mode, batch, count in (
-        ("single", 1, args.messages),
-        ("batch", args.batch, args.messages // args.batch),
-    ):
-        runs = [run_once(settings, count, batch, args.machines) for _ in range(args.runs)]
+    modes = (
+        ("single", 1, args.messages, False),
+        ("batch", args.batch, args.messages // args.batch, False),
+        ("single+features", 1, args.messages, True),
+    )
+    for mode, batch, count, features in modes:
+        runs = [run_once(settings, count, batch, args.machines, features) for _ in range(args.runs)]
         result[mode] = {
             "samples_per_message": batch,
             "messages_per_s": summarize([r["messages_per_s"] for r in runs]),
@@ -156,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         m = result[mode]
         print(
-            f"ingest {mode:<6} ({batch:>2} samples/msg): "
+            f"ingest {mode:<15} ({batch:>2} samples/msg): "
             f"{m['messages_per_s']['median']:>9,.0f} msg/s  {m['samples_per_s']['median']:>9,.0f} samples/s "
             f"(median of {args.runs}; samples/s min {m['samples_per_s']['min']:,.0f} max {m['samples_per_s']['max']:,.0f})"
         )
