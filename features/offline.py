@@ -92,7 +92,9 @@ def _check_frame(df: pd.DataFrame, config: WindowConfig) -> None:
         )
 
 
-def step_features_frame(df: pd.DataFrame, config: WindowConfig) -> tuple[F64, pd.DataFrame]:
+def step_features_frame(
+    df: pd.DataFrame, config: WindowConfig, complete: bool = False
+) -> tuple[F64, pd.DataFrame]:
     """Feature vectors of every closed step of every machine in a history.
 
     Args:
@@ -100,6 +102,10 @@ def step_features_frame(df: pd.DataFrame, config: WindowConfig) -> tuple[F64, pd
             column per sensor (NaN where a sensor has no reading; absent sensors count
             as never read). Non-finite values are treated as missing.
         config: the feature rules.
+        complete: the history is complete (e.g. a run to failure): every step up to each
+            segment's last reading counts as closed. By default only the steps that the
+            streaming path would have closed are returned (those ending at least
+            ``grace_ms`` before the segment's newest reading), so both paths agree.
 
     Returns:
         ``(X, index)``: X is (steps, features) float64 with NaN for missing values; index
@@ -133,7 +139,10 @@ def step_features_frame(df: pd.DataFrame, config: WindowConfig) -> tuple[F64, pd
     seg_code = codes[seg_first]
     seg_start_step = step[seg_first]
     seg_max_ts = np.maximum.reduceat(ts, seg_first)
-    seg_last_closed = (seg_max_ts - config.grace_ms) // config.step_ms - 1
+    if complete:
+        seg_last_closed = seg_max_ts // config.step_ms
+    else:
+        seg_last_closed = (seg_max_ts - config.grace_ms) // config.step_ms - 1
     seg_len = np.maximum(seg_last_closed - seg_start_step + 1, 0)
 
     # Partials per (segment, step) with readings.
