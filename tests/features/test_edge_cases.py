@@ -169,3 +169,37 @@ def test_sequences_pad_short_histories_and_never_cross_machines() -> None:
     assert mask.tolist()[3] == [False, False, True]
     S, _, seq_index = sequences(Z, index, length=3, min_steps=3)
     assert seq_index["equipment_id"].tolist() == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (None, "tombstone"),
+        (b"{", "not JSON"),
+        (b"[]", "not a JSON object"),
+        (b'{"v": 2}', "expected 1"),
+        (
+            b'{"v": 1, "equipment_id": "m", "step_start": 5, "step_end": 5, "config": "c", "values": [1]}',
+            "start < end",
+        ),
+        (
+            b'{"v": 1, "equipment_id": "m", "step_start": 0, "step_end": 5, "values": [1]}',
+            "'config'",
+        ),
+        (
+            b'{"v": 1, "equipment_id": "m", "step_start": 0, "step_end": 5, "config": "c", "values": ["x"]}',
+            "other than numbers",
+        ),
+        (
+            b'{"v": 1, "equipment_id": "m", "step_start": 0, "step_end": 5, "config": "c", "values": [true]}',
+            "boolean",
+        ),
+    ],
+)
+def test_bad_feature_records_get_a_reason(raw: bytes | None, fragment: str) -> None:
+    from features.records import decode_feature
+
+    record, reason = decode_feature(raw)
+    assert record is None
+    assert reason is not None
+    assert fragment in reason
