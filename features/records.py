@@ -74,9 +74,11 @@ def decode_feature(raw: bytes | None) -> tuple[FeatureRecord | None, str | None]
     if not isinstance(eid, str) or not eid:
         return None, "field 'equipment_id' is missing or not a non-empty string"
     start, end = doc.get("step_start"), doc.get("step_end")
-    ints = isinstance(start, int) and isinstance(end, int) and not isinstance(start, bool)
-    if not ints or end <= start:
-        return None, f"fields 'step_start'/'step_end': {start!r}/{end!r}: expected ms, start < end"
+    bad = f"fields 'step_start'/'step_end': {start!r}/{end!r}: expected ms, start < end"
+    if not isinstance(start, int) or not isinstance(end, int) or isinstance(start, bool):
+        return None, bad
+    if end <= start:
+        return None, bad
     config = doc.get("config")
     if not isinstance(config, str) or not config:
         return None, "field 'config' is missing: expected the feature rules' fingerprint"

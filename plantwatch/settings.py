@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     topic_feedback: str = Field(
         "maintenance.feedback", description="Topic of ticket outcomes used as labels."
     )
+    topic_partitions: int = Field(
+        3, description="Partitions of topics plantwatch creates (the scale-out limit per stage)."
+    )
     # --- InfluxDB ----------------------------------------------------------------
     influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB 2.x base URL.")
     influx_org: str = Field("plantwatch", description="InfluxDB organization.")
@@ -293,6 +296,13 @@ class Settings(BaseSettings):
     def _check_metrics_port(cls, value: int) -> int:
         if not 0 <= value <= 65535:
             raise ValueError("a port between 1 and 65535, or 0 for off")
+        return value
+
+    @field_validator("topic_partitions")
+    @classmethod
+    def _check_partitions(cls, value: int) -> int:
+        if not 1 <= value <= 1000:
+            raise ValueError("a partition count between 1 and 1000")
         return value
 
     @field_validator("kafka_heap_mb")

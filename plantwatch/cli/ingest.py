@@ -121,6 +121,13 @@ def ingest_cmd(
         metrics = None
     stop = threading.Event()
     _install_stop(stop)
+    from plantwatch.topics import ensure_topics, partitions_of
+
+    partitions = partitions_of(settings, settings.topic_telemetry) or settings.topic_partitions
+    outputs = [settings.topic_telemetry, settings.topic_telemetry_dlq]
+    if features is not None:
+        outputs.append(settings.topic_features)
+    ensure_topics(settings, dict.fromkeys(outputs, partitions))
     with kafka_errors(settings):
         consumer = KafkaConsumer(
             **kafka_config(

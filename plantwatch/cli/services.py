@@ -29,10 +29,16 @@ def up_cmd(ctx: click.Context) -> None:
     Prints each service's endpoint. InfluxDB is onboarded with --influx-org,
     --influx-bucket and PLANTWATCH_INFLUX_TOKEN on its first start.
     """
+    from plantwatch.topics import ensure_topics, standard_topics
+
     settings = settings_from(ctx)
     started = time.monotonic()
     for line in local.up(settings, progress=lambda msg: click.echo(msg, err=True)):
         click.echo(line)
+    partitions = settings.topic_partitions
+    created = ensure_topics(settings, dict.fromkeys(standard_topics(settings), partitions))
+    if created:
+        click.echo(f"topics    created          {', '.join(created)} ({partitions} partitions)")
     click.echo(f"ready in {time.monotonic() - started:.1f}s (state: {settings.state_dir})")
 
 

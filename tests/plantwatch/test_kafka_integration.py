@@ -96,3 +96,18 @@ def test_group_resumes_after_committed_offset(
     assert sorted(processed + rest) == sorted(sent), "a record was skipped or doubled"
     for partition, offset in rest:
         assert offset > upto.get(partition, -1)
+
+
+def test_ensure_topics_creates_only_missing_ones(live_services: Settings, unique: str) -> None:
+    from kafka import KafkaAdminClient
+
+    from plantwatch.topics import ensure_topics, partitions_of
+
+    names = {f"ensure-{unique}-a": 4, f"ensure-{unique}-b": 2}
+    assert ensure_topics(live_services, names) == sorted(names)
+    assert ensure_topics(live_services, names) == []  # idempotent
+    assert partitions_of(live_services, f"ensure-{unique}-a") == 4
+    assert partitions_of(live_services, f"ensure-{unique}-missing") is None
+    admin = KafkaAdminClient(**kafka_config(live_services))
+    admin.delete_topics(list(names))
+    admin.close()
