@@ -52,8 +52,9 @@ class WindowConfig:
             step's end; readings for a closed step are late.
         max_fill_steps: an empty step repeats the sensor's last value for at most this
             many steps (flagged ``filled``); beyond that its values are missing (NaN).
-        max_gap_steps: a jump forward of more steps than this starts a new segment: the
-            machine's state restarts instead of emitting that many empty steps.
+        max_gap_steps: steps are emitted for at most this many steps after a machine's
+            last reading; deeper in a silence the sequence breaks instead of producing
+            that many empty steps (at least ``window_steps + max_fill_steps + 1``).
         stuck_min_count: a step with at least this many readings, all equal, is ``stuck``.
         ranges: plausible (low, high) per sensor; a step outside is ``out_of_range``.
     """
@@ -98,6 +99,12 @@ class WindowConfig:
                 )
         if not self.aggregates:
             raise FeatureConfigError("aggregates must name at least one aggregate, got ()")
+        lookback = self.window_steps + self.max_fill_steps + 1
+        if self.max_gap_steps < lookback:
+            raise FeatureConfigError(
+                f"max_gap_steps must be >= window_steps + max_fill_steps + 1 = {lookback}, "
+                f"got {self.max_gap_steps}"
+            )
         for sensor, bounds in self.ranges.items():
             if sensor not in self.sensors:
                 raise FeatureConfigError(f"ranges: {sensor!r} is not one of the sensors")

@@ -131,18 +131,23 @@ def step_features_frame(
     codes, ts, values = codes[order], ts[order], values[order]
     step = ts // config.step_ms
 
-    # Segments: a jump of more than max_gap_steps (between consecutive readings) restarts.
+    # Runs: readings no more than max_gap_steps apart. A run's steps are emitted up to
+    # max_gap_steps after its last reading (if closed); deeper in a silence nothing is,
+    # and the next run starts fresh (equivalent, since features have bounded history).
     new_machine = np.r_[True, codes[1:] != codes[:-1]]
     jump = np.r_[False, np.diff(step) > config.max_gap_steps] & ~new_machine
     segment_id = np.cumsum(new_machine | jump) - 1
     seg_first = np.flatnonzero(new_machine | jump)
     seg_code = codes[seg_first]
     seg_start_step = step[seg_first]
-    seg_max_ts = np.maximum.reduceat(ts, seg_first)
+    seg_last_read = np.maximum.reduceat(step, seg_first)
+    machine_first = np.flatnonzero(new_machine)
+    machine_max_ts = np.maximum.reduceat(ts, machine_first)
     if complete:
-        seg_last_closed = seg_max_ts // config.step_ms
+        machine_closed = machine_max_ts // config.step_ms
     else:
-        seg_last_closed = (seg_max_ts - config.grace_ms) // config.step_ms - 1
+        machine_closed = (machine_max_ts - config.grace_ms) // config.step_ms - 1
+    seg_last_closed = np.minimum(seg_last_read + config.max_gap_steps, machine_closed[seg_code])
     seg_len = np.maximum(seg_last_closed - seg_start_step + 1, 0)
 
     # Partials per (segment, step) with readings.
@@ -173,7 +178,10 @@ def step_features_frame(
     offs = np.concatenate([r[1] for r in rows])
     step_start = (seg_start_step[seg_of] + offs) * config.step_ms
     final = np.lexsort((step_start, seg_code[seg_of]))
-    index = _index(machines[seg_code[seg_of]][final], step_start[final], seg_of[final], config)
+    code, step_start = seg_code[seg_of][final], step_start[final]
+    # A segment is a run of consecutive emitted steps (sequences never span a break).
+    breaks = np.r_[True, (code[1:] != code[:-1]) | (np.diff(step_start) != config.step_ms)]
+    index = _index(machines[code], step_start, np.cumsum(breaks) - 1, config)
     return X[final], index
 
 

@@ -6,8 +6,9 @@ step closes once its machine's newest reading is ``grace_ms`` past the step's en
 then finished by :func:`features.core.step_features`, exactly as the offline path does.
 
 Readings for an already closed step are *late*: :meth:`StreamingWindows.update` returns
-their positions so that the caller can dead-letter them. A jump of more than
-``max_gap_steps`` starts a new segment (the machine's state restarts), as offline.
+their positions so that the caller can dead-letter them. Steps more than
+``max_gap_steps`` after a machine's last reading are not emitted (a long silence breaks
+the sequence instead of producing thousands of empty steps), as offline.
 
 A step's features depend only on the readings of the machine's last
 :attr:`StreamingWindows.lookback` steps, so replaying a machine's readings from
@@ -26,6 +27,7 @@ A step's features depend only on the readings of the machine's last
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,7 +84,6 @@ class ClosedStep:
 
     equipment_id: str
     step_start: int
-    segment: int
     vector: F64
     source_offset: int | None = None
 
@@ -93,7 +94,6 @@ class Update:
 
     steps: list[ClosedStep] = field(default_factory=list)
     late: list[int] = field(default_factory=list)
-    resets: int = 0
 
 
 class StreamingWindows:
@@ -120,8 +120,9 @@ class StreamingWindows:
         self._carry = Carry.fresh((0, s))
         self._next_close = np.empty(0, dtype=np.int64)  # first step not closed yet
         self._newest = np.empty(0, dtype=np.int64)  # newest event time (ms)
-        self._seg_start = np.empty(0, dtype=np.int64)
-        self._segment = np.empty(0, dtype=np.int64)
+        self._seg_start = np.empty(0, dtype=np.int64)  # first step with a reading
+        self._last_read = np.empty(0, dtype=np.int64)  # last closed step with a reading
+        self._last_done = np.empty(0, dtype=np.int64)  # last step emitted
         self._grow(capacity)
         self._rec: list[tuple[int, int, float, int, int]] = []
         self._ks: list[int] = []
@@ -144,7 +145,7 @@ class StreamingWindows:
         carry = Carry.fresh((capacity, s))
         carry.put(np.arange(old), self._carry)
         self._carry = carry
-        for name in ("_next_close", "_newest", "_seg_start", "_segment"):
+        for name in ("_next_close", "_newest", "_seg_start", "_last_read", "_last_done"):
             arr = np.zeros(capacity, dtype=np.int64)
             arr[:old] = getattr(self, name)
             setattr(self, name, arr)
@@ -159,10 +160,10 @@ class StreamingWindows:
             self._grow(2 * self._cap)
         self._slots[equipment_id] = slot
         self._ids.append(equipment_id)
-        self._start_segment(slot, step, ts_ms, first=True)
+        self._start(slot, step, ts_ms)
         return slot
 
-    def _start_segment(self, slot: int, step: int, ts_ms: int, first: bool = False) -> None:
+    def _start(self, slot: int, step: int, ts_ms: int) -> None:
         self._p[slot] = empty_partials((self.ring, len(self.config.sensors)))
         self._ring_step[slot] = _NO_STEP
         self._ring_off[slot] = _NO_OFFSET
@@ -171,7 +172,8 @@ class StreamingWindows:
         self._next_close[slot] = min(step, (ts_ms - self.config.grace_ms) // self.config.step_ms)
         self._newest[slot] = ts_ms
         self._seg_start[slot] = step
-        self._segment[slot] = 0 if first else self._segment[slot] + 1
+        self._last_read[slot] = step
+        self._last_done[slot] = step - 1
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -179,7 +181,8 @@ class StreamingWindows:
     def state_bytes(self) -> int:
         """Bytes of state held (all machines)."""
         arrays = [self._p, self._ring_step, self._ring_off, self._next_close, self._newest]
-        arrays += [self._seg_start, self._segment, self._carry.last_value, self._carry.last_ts_ms]
+        arrays += [self._seg_start, self._last_read, self._last_done]
+        arrays += [self._carry.last_value, self._carry.last_ts_ms]
         arrays += [self._carry.gap_run, self._carry.prev_mean]
         return sum(a.nbytes for a in arrays)
 
@@ -226,12 +229,8 @@ class StreamingWindows:
             elif step < self._next_close[slot]:
                 out.late.append(i)
                 continue
-            elif step - self._newest[slot] // step_ms > self.config.max_gap_steps:
-                self._flush(out)
-                self._start_segment(slot, step, ts)
-                out.resets += 1
             if step < self._seg_start[slot]:
-                self._seg_start[slot] = step  # an early reading of a young segment
+                self._seg_start[slot] = step  # an early reading of a new machine
             if ts > self._newest[slot]:
                 self._newest[slot] = ts
                 upto = (ts - grace) // step_ms - 1
@@ -334,53 +333,82 @@ class StreamingWindows:
             out[~held] = empty_partials((len(self.config.sensors),))
         return out
 
+    def _read_steps(self, slot: int, lo: int, hi: int) -> list[int]:
+        """Steps in [lo, hi] that hold readings of this machine."""
+        held = self._ring_step[slot]
+        has = self._p[slot][:, :, N].sum(axis=1) > 0
+        return sorted(int(s) for s in held[(held >= lo) & (held <= hi) & has])
+
+    def _emitted_steps(self, slot: int, lo: int, hi: int) -> list[int]:
+        """Steps in [lo, hi] to emit: those at most max_gap_steps after a reading.
+
+        Deeper inside a long silence nothing is emitted (the sequence breaks), without
+        walking through every empty step of it.
+        """
+        gap = self.config.max_gap_steps
+        start = max(lo, int(self._seg_start[slot]))
+        anchors = [int(self._last_read[slot]), *self._read_steps(slot, lo, hi)]
+        steps: list[int] = []
+        for i, r in enumerate(anchors):
+            upper = min(hi, r + gap)
+            if i + 1 < len(anchors):
+                upper = min(upper, anchors[i + 1] - 1)
+            lower = max(start, r if i else start)
+            if lower <= upper:
+                steps.extend(range(lower, upper + 1))
+        return steps
+
     def _close(self, closes: list[tuple[int, int, int, int]], out: Update) -> None:
         """Finish closed steps: per machine in step order, across machines at once."""
         cfg, w = self.config, self.config.window_steps
         slot_l: list[int] = []
         step_l: list[int] = []
         trig_l: list[int] = []
+        per_slot: dict[int, list[tuple[int, int, int]]] = {}
         for slot, lo, hi, trigger in closes:
-            slot_l.extend([slot] * (hi - lo + 1))
-            step_l.extend(range(lo, hi + 1))
-            trig_l.extend([trigger] * (hi - lo + 1))
+            per_slot.setdefault(slot, []).append((lo, hi, trigger))
+        for slot, ranges in per_slot.items():
+            # One machine's ranges are contiguous; choose its steps over their union, so
+            # that a reading in one range keeps the next range's first steps emitted.
+            emitted = self._emitted_steps(slot, ranges[0][0], ranges[-1][1])
+            bounds = [hi for _, hi, _ in ranges]
+            for k in emitted:
+                slot_l.append(slot)
+                step_l.append(k)
+                trig_l.append(ranges[bisect.bisect_left(bounds, k)][2])
+        if not slot_l:
+            return
         slots = np.array(slot_l, dtype=np.intp)
         steps = np.array(step_l, dtype=np.int64)
         triggers = np.array(trig_l, dtype=np.int64)
-        started = steps >= self._seg_start[slots]  # nothing to emit before a segment's start
-        if not started.any():
-            return
-        slots, steps, triggers = slots[started], steps[started], triggers[started]
         order = np.lexsort((steps, slots))
         slots, steps, triggers = slots[order], steps[order], triggers[order]
         first = np.r_[0, np.flatnonzero(slots[1:] != slots[:-1]) + 1]
         rank = np.arange(len(slots)) - np.repeat(first, np.diff(np.r_[first, len(slots)]))
         step_s = cfg.step_ms / 1000.0
-        s = len(cfg.sensors)
         for r in range(int(rank.max()) + 1):
             sel = rank == r
-            a_slots, k = slots[sel], steps[sel]
+            a_slots, k, trig = slots[sel], steps[sel], triggers[sel]
             window = np.stack(
                 [self._steps_partials(a_slots, k - (w - 1) + j) for j in range(w)], axis=1
             )
-            # Steps before the segment start are empty, as offline.
-            before = (k[:, None] - (w - 1) + np.arange(w)[None, :]) < self._seg_start[a_slots][
-                :, None
-            ]
-            if before.any():
-                window[before] = empty_partials((s,))
+            carry = self._carry.take(a_slots)
+            # After a silence longer than max_gap_steps the previous step was not emitted:
+            # its mean was missing, as it is for a machine seen for the first time.
+            broke = k - self._last_done[a_slots] > 1
+            carry.prev_mean[broke] = np.nan
             merged = window_partials(window, step_s)
-            vectors, carry = step_features(
-                merged, window[:, -1], k * cfg.step_ms, self._carry.take(a_slots), cfg
-            )
+            vectors, carry = step_features(merged, window[:, -1], k * cfg.step_ms, carry, cfg)
             self._carry.put(a_slots, carry)
+            self._last_done[a_slots] = k
+            has = window[:, -1, :, N].sum(axis=1) > 0
+            self._last_read[a_slots] = np.where(has, k, self._last_read[a_slots])
             for j, slot in enumerate(a_slots.tolist()):
-                trigger = int(triggers[sel][j])
+                trigger = int(trig[j])
                 out.steps.append(
                     ClosedStep(
                         self._ids[slot],
                         int(k[j]) * cfg.step_ms,
-                        int(self._segment[slot]),
                         vectors[j],
                         trigger if trigger >= 0 else None,
                     )
@@ -393,15 +421,11 @@ class StreamingWindows:
         :attr:`lookback` steps before its oldest open step, and its open steps; None if
         no offsets were recorded for them.
         """
-        best: int | None = None
-        for eid in equipment_ids:
-            slot = self._slots.get(eid)
-            if slot is None:
-                continue
-            floor = int(self._next_close[slot]) - self.lookback
-            live = self._ring_step[slot] >= floor
-            if live.any():
-                low = int(self._ring_off[slot][live].min())
-                if low != _NO_OFFSET:
-                    best = low if best is None else min(best, low)
-        return best
+        known = [self._slots[e] for e in equipment_ids if e in self._slots]
+        if not known:
+            return None
+        slots = np.array(known, dtype=np.intp)
+        floor = self._next_close[slots] - self.lookback
+        live = self._ring_step[slots] >= floor[:, None]
+        low = int(np.where(live, self._ring_off[slots], _NO_OFFSET).min())
+        return None if low == _NO_OFFSET else low

@@ -95,7 +95,7 @@ def test_clock_jump_backwards_beyond_grace_is_late() -> None:
     assert col(steps[1000], "a__count") == 0.0  # step 1 was closed; the late reading is not in it
 
 
-def test_clock_jump_forward_beyond_max_gap_starts_a_new_segment() -> None:
+def test_clock_jump_forward_beyond_max_gap_breaks_the_sequence() -> None:
     cfg = WindowConfig(sensors=("a",), step_ms=1000, grace_ms=0, max_gap_steps=10)
     windows = StreamingWindows(cfg)
     update = windows.update(
@@ -106,14 +106,14 @@ def test_clock_jump_forward_beyond_max_gap_starts_a_new_segment() -> None:
             R("m", 61_000, {"a": 5.0}),
         ]
     )
-    assert update.resets == 1
-    assert [s.step_start for s in update.steps] == [0, 60_000]  # no 58 empty steps between
-    assert {s.segment for s in update.steps} == {0, 1}
+    expected = [*range(0, 12_000, 1000), 60_000]  # 10 empty steps after the last reading, then none
+    assert [s.step_start for s in update.steps] == expected
     df = pd.DataFrame(
         {"equipment_id": "m", "ts": [0, 1000, 60_000, 61_000], "a": [1.0, 1.0, 5.0, 5.0]}
     )
     _, index = step_features_frame(df, cfg)
-    assert index["step_start"].tolist() == [0, 60_000]
+    assert index["step_start"].tolist() == expected
+    assert index["segment"].tolist() == [0] * 12 + [1]  # sequences break at the silence
 
 
 def test_state_is_bounded_whatever_the_stream_length() -> None:
