@@ -53,21 +53,32 @@ def unique() -> str:
 
 
 @pytest.fixture
-def topic(live_services: Settings, unique: str) -> Iterator[str]:
-    """A fresh 3-partition topic, deleted afterwards."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
+def make_topic(live_services: Settings) -> Iterator[Callable[[str], str]]:
+    """``make_topic(name)``: create a 3-partition topic now, delete it after the test."""
+    from plantwatch.topics import ensure_topics
 
-    from plantwatch.connections import kafka_config
+    created: list[str] = []
 
-    name = f"test-{unique}"
-    admin = KafkaAdminClient(**kafka_config(live_services))
-    admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])
-    try:
-        yield name
-    finally:
-        admin.delete_topics([name])
+    def make(name: str) -> str:
+        ensure_topics(live_services, {name: 3})
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        from kafka import KafkaAdminClient
+
+        from plantwatch.connections import kafka_config
+
+        admin = KafkaAdminClient(**kafka_config(live_services))
+        admin.delete_topics(created, raise_errors=False)
         admin.close()
+
+
+@pytest.fixture
+def topic(make_topic: Callable[[str], str], unique: str) -> str:
+    """A fresh 3-partition topic, deleted afterwards."""
+    return make_topic(f"test-{unique}")
 
 
 def group_lag(settings: Settings, group: str, topic: str) -> int:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +34,8 @@ RUN = {"machines": 20, "seed": 11, "mean_life_steps": 40, "repair_steps": 5}
 
 
 @pytest.fixture
-def events_topic(live_services: Settings, unique: str) -> Iterator[str]:
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
-    name = f"test-{unique}-events"
-    admin = KafkaAdminClient(**kafka_config(live_services))
-    admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1)])
-    try:
-        yield name
-    finally:
-        admin.delete_topics([name])
-        admin.close()
+def events_topic(make_topic: Callable[[str], str], unique: str) -> str:
+    return make_topic(f"test-{unique}-events")
 
 
 def _simulate(topic: str, events_topic: str, *args: str) -> subprocess.CompletedProcess[str]:
