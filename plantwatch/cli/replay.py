@@ -250,7 +250,8 @@ def replay_group() -> None:
     metavar="TIME",
     callback=_parsed(parse_start_ms),
     help="Event time of cycle 1: RFC 3339 with a zone, or epoch milliseconds. "
-    "[default: so that the last replayed cycle lands at now]",
+    "[default: so that the last replayed cycle lands at now, rounded down to a multiple of "
+    "the cycle period so that cycles align with feature steps]",
 )
 @click.option(
     "--engines",
