@@ -1,0 +1,109 @@
+"""C-MAPSS replay -> ingest (preset `cmapss`) -> features topic == the offline features."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.offline import step_features_frame
+from features.records import decode_feature
+from ingest.cmapss import load_cmapss
+from plantwatch.connections import kafka_config
+from plantwatch.presets import PRESETS
+from plantwatch.settings import Settings
+from tests.conftest import CMAPSS
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not CMAPSS.exists(), reason="../shared/data/cmapss not present"),
+]
+ENGINES = (1, 2, 3)
+
+
+def test_replayed_engines_give_the_offline_features(
+    live_services: Settings, topic: str, unique: str, tmp_path: Path, caught_up: Callable[..., None]
+) -> None:
+    from kafka import KafkaConsumer
+
+    env = dict(
+        os.environ,
+        PLANTWATCH_TOPIC_TELEMETRY=topic,
+        PLANTWATCH_TOPIC_TELEMETRY_DLQ=f"{topic}.dlq",
+        PLANTWATCH_TOPIC_FEATURES=f"{topic}.features",
+        PLANTWATCH_TOPIC_EVENTS=f"{topic}.events",
+        PLANTWATCH_FEATURES_CONFIG="cmapss",
+        PLANTWATCH_INGEST_GROUP=f"g-{unique}",
+        PLANTWATCH_INSTANCE_ID="cmapss-test",
+    )
+    cli = [sys.executable, "-c", "from plantwatch.cli import main; main()"]
+    replay = subprocess.run(
+        [*cli, "replay", "cmapss", str(CMAPSS / "train_FD001.txt"), "--engines", "1-3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert replay.returncode == 0, replay.stderr
+    log = tmp_path / "ingest.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen([*cli, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 60
+        while "ingest: assigned" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        caught_up(live_services, f"g-{unique}", topic)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0, log.read_text()[-2000:]
+
+    consumer = KafkaConsumer(
+        f"{topic}.features",
+        **kafka_config(
+            live_services,
+            group_id=None,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            consumer_timeout_ms=4000,
+        ),
+    )
+    streamed = {}
+    for record in consumer:
+        rec, reason = decode_feature(record.value)
+        assert rec is not None, reason
+        streamed[(rec.equipment_id, rec.step_start)] = rec.values
+    consumer.close()
+
+    # Offline, from the file itself: the same rules, the cycle -> event time of the replay.
+    df = load_cmapss(CMAPSS / "train_FD001.txt")
+    df = df[df["unit"].isin(ENGINES)]
+    config = PRESETS["cmapss"]
+    starts = {eid: min(s for e, s in streamed if e == eid) for eid, _ in streamed}
+    frame = pd.DataFrame(
+        {"equipment_id": df["unit"].map(lambda u: f"engine-{u:03d}"), "cycle": df["cycle"]}
+    )
+    first = frame["equipment_id"].map(starts)
+    frame["ts"] = (first + (frame["cycle"] - 1) * config.step_ms).astype("int64")
+    for sensor in config.sensors:
+        frame[sensor] = df[sensor].to_numpy()
+    X, index = step_features_frame(frame.drop(columns="cycle"), config)
+    offline = {
+        (e, int(s)): X[i]
+        for i, (e, s) in enumerate(zip(index["equipment_id"], index["step_start"], strict=True))
+    }
+
+    cycles = df.groupby("unit")["cycle"].max()
+    assert len(streamed) == sum(cycles[u] - 1 for u in ENGINES)  # every cycle but the last closes
+    assert streamed.keys() == offline.keys()
+    for key, vector in offline.items():
+        np.testing.assert_allclose(
+            streamed[key], vector, rtol=1e-9, atol=1e-9, equal_nan=True, err_msg=str(key)
+        )
