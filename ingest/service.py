@@ -240,11 +240,14 @@ class IngestService:
         if self.features is not None and fed:
             outputs, late_positions = self.features.update(fed, fed_offsets, replay_until)
             batch.features.extend(outputs)
-            for offset in sorted({fed_offsets[i] for i in late_positions}):
+            # With lateness <= the windows' grace (as `plantwatch ingest` sets it) the
+            # guard above already refused these; this only guards other configurations.
+            late_at = {fed_offsets[i]: fed[i] for i in late_positions}
+            for offset, sample in sorted(late_at.items()):
                 if replay_until is None or offset >= replay_until:
                     detail = (
-                        f"a sample of {fed[late_positions[0]].equipment_id!r} falls in a feature "
-                        "step that was already closed (after a jump of the machine's clock)"
+                        f"a sample of {sample.equipment_id!r} (ts {sample.ts_ms}) falls in a "
+                        "feature step that was already closed"
                     )
                     batch.dead.append(self._dead(tp, by_offset[offset], "too_late", detail))
                     batch.reasons["too_late"] += 1

@@ -140,7 +140,8 @@ class Settings(BaseSettings):
     ingest_lateness_ms: int = Field(
         120_000,
         description="How far (ms) behind a machine's newest reading a reading may arrive; "
-        "later ones go to the DLQ as too_late.",
+        "later ones go to the DLQ as too_late (with features on: at most the feature rules' "
+        "grace_ms).",
     )
     ingest_max_past_s: int = Field(
         90 * 86400,

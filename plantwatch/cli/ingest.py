@@ -90,6 +90,10 @@ def ingest_cmd(
         from plantwatch.presets import load_window_config
 
         features = FeatureStage(load_window_config(settings.features_config))
+    lateness = settings.ingest_lateness_ms
+    if features is not None:
+        # A reading the windows would find late must be refused before it reaches a sink.
+        lateness = min(lateness, features.config.grace_ms)
     config = IngestConfig(
         topic=settings.topic_telemetry,
         dlq_topic=settings.topic_telemetry_dlq,
@@ -100,7 +104,7 @@ def ingest_cmd(
             max_past_ms=settings.ingest_max_past_s * 1000,
             max_future_ms=settings.ingest_max_future_s * 1000,
         ),
-        lateness_ms=settings.ingest_lateness_ms,
+        lateness_ms=lateness,
         log_every_s=log_every,
     )
     sinks: list[Sink] = []
