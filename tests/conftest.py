@@ -115,3 +115,34 @@ def wait_caught_up(settings: Settings, group: str, topic: str, timeout: float = 
 def caught_up() -> Callable[..., None]:
     """``caught_up(settings, group, topic, timeout=180)``: wait until the group committed all."""
     return wait_caught_up
+
+
+def ingest_until_caught_up(
+    settings: Settings, env: dict[str, str], log: Path, timeout: float = 180
+) -> None:
+    """Run `plantwatch ingest` (with ``env``) until its group has committed its whole topic,
+    then stop it with SIGTERM; fails unless it exits 0 (a clean stop commits)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-c", "from plantwatch.cli import main; main()", "ingest"]
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 60
+        while "ingest: assigned" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        wait_caught_up(
+            settings, env["PLANTWATCH_INGEST_GROUP"], env["PLANTWATCH_TOPIC_TELEMETRY"], timeout
+        )
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    if proc.returncode != 0:
+        pytest.fail(f"ingest exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def run_ingest() -> Callable[..., None]:
+    """``run_ingest(settings, env, log_path)``: ingest until caught up, then a clean stop."""
+    return ingest_until_caught_up

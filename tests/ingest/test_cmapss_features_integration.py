@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +28,11 @@ ENGINES = (1, 2, 3)
 
 
 def test_replayed_engines_give_the_offline_features(
-    live_services: Settings, topic: str, unique: str, tmp_path: Path, caught_up: Callable[..., None]
+    live_services: Settings,
+    topic: str,
+    unique: str,
+    tmp_path: Path,
+    run_ingest: Callable[..., None],
 ) -> None:
     from kafka import KafkaConsumer
 
@@ -54,16 +56,7 @@ def test_replayed_engines_give_the_offline_features(
         check=False,
     )
     assert replay.returncode == 0, replay.stderr
-    log = tmp_path / "ingest.log"
-    with log.open("w") as err:
-        proc = subprocess.Popen([*cli, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 60
-        while "ingest: assigned" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        caught_up(live_services, f"g-{unique}", topic)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    assert proc.returncode == 0, log.read_text()[-2000:]
+    run_ingest(live_services, env, tmp_path / "ingest.log")
 
     consumer = KafkaConsumer(
         f"{topic}.features",

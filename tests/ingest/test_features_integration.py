@@ -67,7 +67,7 @@ def test_features_exactly_once_across_sigkills(
     topic: str,
     unique: str,
     tmp_path: Path,
-    caught_up: Callable[..., None],
+    run_ingest: Callable[..., None],
 ) -> None:
     features_topic = f"{topic}.features"
     config_file = tmp_path / "features.json"
@@ -119,16 +119,7 @@ def test_features_exactly_once_across_sigkills(
         time.sleep(rng.uniform(0, 0.5))  # kill at a random point, often mid-transaction
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    log = tmp_path / "final.log"
-    with log.open("w") as err:
-        final = subprocess.Popen([*cli, "ingest"], env=env, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 60
-        while "ingest: assigned" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        caught_up(live_services, f"g-{unique}", topic)
-        final.send_signal(signal.SIGTERM)
-        final.wait(timeout=60)
-    assert final.returncode == 0, log.read_text()[-3000:]
+    run_ingest(live_services, env, tmp_path / "final.log")
 
     # What the features topic holds (committed transactions only).
     streamed: dict[tuple[str, int], np.ndarray] = {}
