@@ -6,7 +6,7 @@ inside the commands that use them, so ``plantwatch --help`` stays instant.
 
 from __future__ import annotations
 
-from plantwatch.cli import ingest, replay, services, simulate, smoke  # noqa: F401 - registers the subcommands
+from plantwatch.cli import ingest, models, replay, services, simulate, smoke  # noqa: F401 - registers the subcommands
 from plantwatch.cli.main import cli, main
 
 __all__ = ["cli", "main"]

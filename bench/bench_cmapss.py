@@ -1,0 +1,194 @@
+"""Benchmark on C-MAPSS FD001 with the published protocol, over several seeds.
+
+Protocol (``../shared/data/cmapss/README.md``): H = 30 cycles, L = 50; the test score is
+the last 50-cycle window of each of the 93 test engines with >= 50 cycles (25 positive).
+Everything (early stopping, calibration, threshold) is chosen on validation engines split
+by engine from the training file with the run's seed; the test set is only scored.
+
+Usage::
+
+    .venv/bin/python bench/bench_cmapss.py --seeds 0 1 2 3 4 --out bench/results/cmapss.json
+
+Defaults are the configuration chosen (GRU(32), step-age feature, AdamW 1e-3 with cosine
+decay, patience 10); ``--aux``, ``--arch``, ``--units``, ``--no-age`` give the variants
+measured in ``docs/models.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.data import load_cmapss_history
+from models.evaluation import binary_metrics, choose_threshold, fit_calibration, lead_times, sigmoid
+from models.network import aux_horizons, build_model, serving_model
+from models.pipeline import cmapss_test, prepare
+from models.training import TrainConfig, predict_logits, setup_device, train
+from plantwatch.presets import PRESETS
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmapss"
+METRICS = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "brier_raw",
+    "lead_median",
+    "missed",
+    "val_pr_auc",
+    "threshold",
+    "epochs",
+    "train_seconds",
+    "windows_per_s",
+)
+
+
+def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """Train on one seed's engine split, score the test protocol, time inference."""
+    window = PRESETS["cmapss"]
+    history = load_cmapss_history(args.data, window.step_ms)
+    prep = prepare(
+        history,
+        window,
+        args.L,
+        args.H,
+        args.val_fraction,
+        seed,
+        args.min_steps,
+        age_feature=args.age,
+        aux_horizons=aux_horizons(args.H) if args.aux else (),
+    )
+    device = setup_device(seed)
+    model = build_model(
+        args.L,
+        prep.n_inputs,
+        args.arch,
+        args.units,
+        args.dropout,
+        seed,
+        aux_outputs=len(aux_horizons(args.H)) if args.aux else 0,
+    )
+    config = TrainConfig(
+        epochs=args.epochs,
+        seed=seed,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        schedule=args.schedule,
+        patience=args.patience,
+        verbose=args.verbose,
+    )
+    result = train(model, prep.train, prep.val, config, device=device)
+    model = serving_model(model)
+    val_logits = predict_logits(model, prep.val)
+    a, b = fit_calibration(val_logits, prep.val.y)
+    p_val = sigmoid(a * val_logits + b)
+    threshold = choose_threshold(prep.val.y, p_val)
+    last, every, fail_ts = cmapss_test(history, prep.spec, args.H, prep.min_steps, prep.age_scale)
+    logits = predict_logits(model, last)
+    p = sigmoid(a * logits + b)
+    m = binary_metrics(last.y, p, threshold)
+    wrong = (p >= threshold) != (last.y == 1)
+    m["errors"] = [
+        (str(e), int(history.test_rul[e]), round(float(q), 3))
+        for e, q in zip(last.index["equipment_id"][wrong], p[wrong], strict=True)
+    ]
+    m["brier_raw"] = float(np.mean((sigmoid(logits) - last.y) ** 2))
+    p_every = sigmoid(a * predict_logits(model, every) + b)
+    positives = set(last.index["equipment_id"][last.y == 1])
+    m |= lead_times(
+        every.index,
+        p_every,
+        threshold,
+        {e: t for e, t in fail_ts.items() if e in positives},
+        window.step_ms,
+    )
+    m["val_pr_auc"] = binary_metrics(prep.val.y, p_val, threshold)["pr_auc"]
+    m["threshold"] = threshold
+    m["epochs"] = len(result.history)
+    m["train_seconds"] = result.seconds
+    m["params"] = model.count_params()
+    big = every.select(np.resize(np.arange(len(every)), 20_000))
+    predict_logits(model, big.select(np.arange(2048)), batch_size=2048)
+    start = time.perf_counter()
+    predict_logits(model, big, batch_size=2048)
+    m["windows_per_s"] = len(big) / (time.perf_counter() - start)
+    m["device"], m["precision_policy"] = result.device, result.precision
+    m["seed"] = seed
+    m["n_train"], m["n_val"], m["n_test"] = len(prep.train), len(prep.val), len(last)
+    return m
+
+
+def main() -> None:
+    """Run the seeds, print every metric's min/median/max, write --out JSON."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--arch", default="gru")
+    parser.add_argument("--units", type=int, default=32)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--min-steps", type=int, default=10)
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--L", type=int, default=50)
+    parser.add_argument("--H", type=int, default=30)
+    parser.add_argument(
+        "--age",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the normalized cycle (step age) feature",
+    )
+    parser.add_argument("--aux", action="store_true", help="train auxiliary horizon outputs")
+    parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
+    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    runs = []
+    for seed in args.seeds:
+        m = run_seed(args, seed)
+        runs.append(m)
+        print(
+            json.dumps(
+                {k: m[k] for k in ("seed", *METRICS, "confusion", "params", "errors")},
+                default=float,
+            )
+        )
+    summary = {
+        k: {
+            "min": min(r[k] for r in runs),
+            "median": statistics.median(r[k] for r in runs),
+            "max": max(r[k] for r in runs),
+        }
+        for k in METRICS
+    }
+    print(f"{'metric':<14}{'min':>10}{'median':>10}{'max':>10}")
+    for k, s in summary.items():
+        print(f"{k:<14}{s['min']:>10.4f}{s['median']:>10.4f}{s['max']:>10.4f}")
+    print(
+        f"params {runs[0]['params']}, device {runs[0]['device']}, precision {runs[0]['precision_policy']}"
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        args.out.write_text(
+            json.dumps(
+                {"config": config, "summary": summary, "runs": runs}, indent=1, default=float
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

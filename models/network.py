@@ -1,0 +1,106 @@
+"""The sequence model: (L steps x F features, mask) -> one failure logit.
+
+Architectures (chosen by measurement on C-MAPSS FD001 validation engines, see
+``docs/models.md``):
+
+* ``gru``: masked GRU(units) -> Dense(1). The default.
+* ``conv-gru``: causal Conv1D(filters, 5) -> masked GRU(units) -> Dense(1).
+* ``lstm``: masked LSTM(units) -> Dense(1).
+
+Keras 3 API only (no backend-specific ops). The output layer is float32 so that mixed
+precision keeps the logit numerically stable.
+"""
+
+from __future__ import annotations
+
+from models import backend
+from models.backend import Model
+
+ARCHITECTURES = ("gru", "conv-gru", "lstm")
+
+
+def build_model(
+    sequence_length: int,
+    n_features: int,
+    architecture: str = "gru",
+    units: int = 32,
+    dropout: float = 0.1,
+    seed: int = 0,
+    aux_outputs: int = 0,
+) -> Model:
+    """Build an uncompiled model with inputs ``features`` (L, F) and ``mask`` (L,).
+
+    Args:
+        sequence_length: L.
+        n_features: F.
+        architecture: one of :data:`ARCHITECTURES`.
+        units: recurrent units (and convolution filters).
+        dropout: dropout before the output layer.
+        seed: seed of the initializers.
+        aux_outputs: with K > 0 the model also has an output ``aux`` of K logits (failure
+            within other horizons), trained alongside; :func:`serving_model` drops it.
+
+    Raises:
+        ValueError: a bad argument, echoing its value.
+    """
+    keras = backend.keras()
+    layers = keras.layers
+
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"architecture must be one of {', '.join(ARCHITECTURES)}. "
+            f"Received: architecture={architecture!r}"
+        )
+    for name, value in (
+        ("sequence_length", sequence_length),
+        ("n_features", n_features),
+        ("units", units),
+    ):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
+    init = keras.initializers.GlorotUniform(seed=seed)
+    rec_init = keras.initializers.Orthogonal(seed=seed + 1)
+    x_in = keras.Input((sequence_length, n_features), name="features")
+    m_in = keras.Input((sequence_length,), name="mask", dtype="bool")
+    h = x_in
+    if architecture == "conv-gru":
+        h = layers.Conv1D(
+            units, 5, padding="causal", activation="relu", kernel_initializer=init, name="conv"
+        )(h)
+    if architecture == "lstm":
+        h = layers.LSTM(
+            units, kernel_initializer=init, recurrent_initializer=rec_init, name="lstm"
+        )(h, mask=m_in)
+    else:
+        h = layers.GRU(units, kernel_initializer=init, recurrent_initializer=rec_init, name="gru")(
+            h, mask=m_in
+        )
+    if dropout:
+        h = layers.Dropout(dropout, seed=seed + 2, name="dropout")(h)
+    logit = layers.Dense(1, kernel_initializer=init, dtype="float32", name="logit")(h)
+    inputs = {"features": x_in, "mask": m_in}
+    name = f"plantwatch_{architecture}"
+    if aux_outputs:
+        aux = layers.Dense(aux_outputs, kernel_initializer=init, dtype="float32", name="aux")(h)
+        return keras.Model(inputs, {"logit": logit, "aux": aux}, name=name)
+    return keras.Model(inputs, logit, name=name)
+
+
+def aux_horizons(horizon_steps: int) -> tuple[int, ...]:
+    """Auxiliary horizons trained alongside H: 1/3, 2/3, 4/3, 5/3 and 5/2 of H (distinct).
+
+    >>> aux_horizons(30)
+    (10, 20, 40, 50, 75)
+    """
+    hs = (round(horizon_steps * f) for f in (1 / 3, 2 / 3, 4 / 3, 5 / 3, 5 / 2))
+    return tuple(sorted({h for h in hs if h >= 1 and h != horizon_steps}))
+
+
+def serving_model(model: Model) -> Model:
+    """The single-logit model (sharing weights) of a model trained with auxiliary outputs."""
+    keras = backend.keras()
+    if not isinstance(model.output, dict):
+        return model
+    return keras.Model(model.input, model.output["logit"], name=model.name)

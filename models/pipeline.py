@@ -1,0 +1,136 @@
+"""Orchestration shared by the CLI and the benchmark: data -> spec -> labelled windows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.config import WindowConfig
+from features.spec import FeatureSpec
+from models.data import History
+from models.errors import DataError
+from models.labels import split_machines
+from models.windows import Steps, Windows, fit, make_windows, step_features
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A fitted spec and the labelled windows of the training and validation machines."""
+
+    spec: FeatureSpec
+    train: Windows
+    val: Windows
+    horizon_steps: int
+    min_steps: int
+    age_scale: float | None = None
+
+    @property
+    def n_inputs(self) -> int:
+        """Features per step given to the model (the spec's, plus the age feature)."""
+        return self.spec.n_features + (self.age_scale is not None)
+
+
+def prepare(
+    history: History,
+    window: WindowConfig,
+    sequence_length: int,
+    horizon_steps: int,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    min_steps: int = 1,
+    age_feature: bool = False,
+    aux_horizons: tuple[int, ...] = (),
+) -> Prepared:
+    """Split machines (seeded), fit the spec on training machines, build labelled windows.
+
+    With ``age_feature`` each step also carries its age (steps since its segment started)
+    divided by the mean segment length of the training machines (stored with the model).
+    """
+    if horizon_steps < 1:
+        raise DataError(f"horizon must be >= 1 step. Received: horizon={horizon_steps}")
+    if min_steps < 1 or min_steps > sequence_length:
+        raise DataError(
+            f"min_steps must be in [1, {sequence_length}]. Received: min_steps={min_steps}"
+        )
+    steps = step_features(history.telemetry, window)
+    failed = set(history.events.loc[history.events["kind"] == "failure", "equipment_id"])
+    machines = sorted(steps.index["equipment_id"].astype(str).unique())
+    if not failed & set(machines):
+        raise DataError("no machine in the telemetry has a failure event: nothing to learn from")
+    train_ids, val_ids = split_machines(machines, validation_fraction, seed)
+    train_steps = steps.of(train_ids)
+    spec = fit(train_steps, window, sequence_length)
+    age_scale = None
+    if age_feature:
+        keys = train_steps.index["equipment_id"].astype(str) + train_steps.index["segment"].astype(
+            str
+        )
+        age_scale = float(keys.value_counts().mean())
+    events = history.events
+    train = make_windows(
+        train_steps,
+        spec,
+        events,
+        horizon_steps,
+        min_steps,
+        age_scale=age_scale,
+        aux_horizons=aux_horizons,
+    )
+    val = make_windows(
+        steps.of(val_ids), spec, events, horizon_steps, min_steps, age_scale=age_scale
+    )
+    return Prepared(spec, train, val, horizon_steps, min_steps, age_scale)
+
+
+def labelled_windows(
+    history: History,
+    spec: FeatureSpec,
+    horizon_steps: int,
+    min_steps: int,
+    age_scale: float | None = None,
+) -> tuple[Windows, dict[str, int]]:
+    """All labelled windows of a history and its failure times (for evaluation)."""
+    steps = step_features(history.telemetry, spec.window)
+    windows = make_windows(
+        steps, spec, history.events, horizon_steps, min_steps, age_scale=age_scale
+    )
+    fails = history.events[history.events["kind"] == "failure"]
+    return windows, {
+        str(e): int(t) for e, t in zip(fails["equipment_id"], fails["ts"], strict=True)
+    }
+
+
+def cmapss_test(
+    history: History,
+    spec: FeatureSpec,
+    horizon_steps: int,
+    min_steps: int,
+    age_scale: float | None = None,
+) -> tuple[Windows, Windows, dict[str, int]]:
+    """The C-MAPSS test protocol.
+
+    Returns:
+        ``(last, every, failure_ts)``: the last window of each test engine with at least
+        L cycles, labelled positive iff its RUL <= H; every window of the test engines
+        (for lead times); each test engine's failure time, ``last ts + RUL * step``.
+    """
+    if history.test is None or history.test_rul is None:
+        raise DataError("the data source has no C-MAPSS test part")
+    step_ms = spec.window.step_ms
+    last_ts = history.test.groupby("equipment_id")["ts"].max()
+    rul = history.test_rul.to_dict()
+    fail_ts = {str(e): int(t + rul[str(e)] * step_ms) for e, t in last_ts.items()}
+    events = pd.DataFrame(
+        {"equipment_id": list(fail_ts), "ts": list(fail_ts.values()), "kind": "failure"}
+    )
+    steps: Steps = step_features(history.test, spec.window)
+    every = make_windows(
+        steps, spec, events, horizon_steps, min_steps, censor=False, age_scale=age_scale
+    )
+    is_last = every.index["step_start"].to_numpy() == every.index["equipment_id"].map(
+        last_ts
+    ).to_numpy(dtype=np.int64)
+    full = every.mask.all(axis=1)
+    return every.select(is_last & full), every, fail_ts

@@ -1,0 +1,264 @@
+"""The train / evaluate / fine-tune workflows behind the CLI (no click here)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from features.config import WindowConfig
+from models.artifact import ModelMeta, load_artifact, save_artifact
+from models.data import History, fingerprint, load_source
+from models.errors import FeedbackError
+from models.evaluation import binary_metrics, choose_threshold, fit_calibration, lead_times, sigmoid
+from models.feedback import feedback_labels, load_feedback
+from models.network import aux_horizons, build_model, serving_model
+from models.pipeline import cmapss_test, labelled_windows, prepare
+from models.training import TrainConfig, predict_logits, setup_device, train
+from models.windows import Windows, make_windows, step_features
+
+log = logging.getLogger(__name__)
+
+
+def train_artifact(
+    *,
+    data: str,
+    events: Path | None,
+    window: WindowConfig,
+    horizon_steps: int,
+    out: Path,
+    created_at: str,
+    sequence_length: int = 50,
+    min_steps: int = 10,
+    architecture: str = "gru",
+    units: int = 32,
+    age_feature: bool = False,
+    aux: bool = False,
+    epochs: int = 40,
+    patience: int = 10,
+    batch_size: int = 256,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 1e-4,
+    validation_fraction: float = 0.2,
+    target_recall: float | None = None,
+    seed: int = 0,
+    verbose: int = 1,
+) -> dict[str, Any]:
+    """Train, calibrate and threshold on validation machines, save the artifact.
+
+    With ``aux`` the network also learns failure within other horizons
+    (:func:`models.network.aux_horizons`); the artifact keeps the single H logit.
+
+    Returns:
+        The metrics saved with the model: ``validation`` (and ``test`` for C-MAPSS).
+    """
+    history = load_source(data, window.step_ms, window.sensors, events)
+    prep = prepare(
+        history,
+        window,
+        sequence_length,
+        horizon_steps,
+        validation_fraction,
+        seed,
+        min_steps,
+        age_feature,
+        aux_horizons(horizon_steps) if aux else (),
+    )
+    device = setup_device(seed)
+    model = build_model(
+        sequence_length,
+        prep.n_inputs,
+        architecture,
+        units,
+        seed=seed,
+        aux_outputs=len(aux_horizons(horizon_steps)) if aux else 0,
+    )
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        patience=patience,
+        seed=seed,
+        verbose=verbose,
+    )
+    result = train(model, prep.train, prep.val, config, device=device)
+    model = serving_model(model)
+    val_logits = predict_logits(model, prep.val)
+    calibration = fit_calibration(val_logits, prep.val.y)
+    p_val = sigmoid(calibration[0] * val_logits + calibration[1])
+    threshold = choose_threshold(prep.val.y, p_val, target_recall)
+    fails = history.events[history.events["kind"] == "failure"]
+    val_ids = set(prep.val.machines())
+    val_fail = {
+        str(e): int(t)
+        for e, t in zip(fails["equipment_id"], fails["ts"], strict=True)
+        if str(e) in val_ids
+    }
+    metrics: dict[str, Any] = {
+        "validation": binary_metrics(prep.val.y, p_val, threshold)
+        | lead_times(prep.val.index, p_val, threshold, val_fail, window.step_ms),
+        "training": {
+            "history": result.history,
+            "best_epoch": result.best_epoch,
+            "seconds": result.seconds,
+            "device": result.device,
+            "precision": result.precision,
+            "params": model.count_params(),
+            "train_windows": len(prep.train),
+            "val_windows": len(prep.val),
+            "seed": seed,
+            "validation_machines": sorted(val_ids),
+        },
+    }
+    meta = ModelMeta(
+        horizon_steps,
+        min_steps,
+        threshold,
+        calibration,
+        architecture,
+        fingerprint(history.files),
+        created_at,
+        metrics,
+        prep.age_scale,
+    )
+    if history.test is not None:
+        metrics["test"] = _cmapss_metrics(model, history, prep.spec, meta)
+    save_artifact(out, model, prep.spec, meta)
+    _training_plot(metrics["training"]["history"], out / "plots")
+    return metrics
+
+
+def _training_plot(history: list[dict[str, float]], directory: Path) -> None:
+    from models.plots import training_curves
+
+    if history:
+        directory.mkdir(parents=True, exist_ok=True)
+        training_curves(history, directory / "training_curves.png")
+
+
+def _proba(model: Any, windows: Windows, meta: ModelMeta) -> np.ndarray:
+    a, b = meta.calibration
+    return sigmoid(a * predict_logits(model, windows) + b)
+
+
+def _cmapss_metrics(model: Any, history: History, spec: Any, meta: ModelMeta) -> dict[str, Any]:
+    last, every, fail_ts = cmapss_test(
+        history, spec, meta.horizon_steps, meta.min_steps, meta.age_scale
+    )
+    p = _proba(model, last, meta)
+    positives = set(last.index["equipment_id"][last.y == 1])
+    p_every = _proba(model, every, meta)
+    return binary_metrics(last.y, p, meta.threshold) | lead_times(
+        every.index,
+        p_every,
+        meta.threshold,
+        {e: t for e, t in fail_ts.items() if e in positives},
+        spec.window.step_ms,
+    )
+
+
+def evaluate_artifact(
+    model_dir: Path, data: str, events: Path | None, window: WindowConfig, plots: Path | None
+) -> dict[str, Any]:
+    """Metrics of a saved model on a data source (C-MAPSS protocol for cmapss: data)."""
+    artifact = load_artifact(model_dir, window)
+    meta, spec = artifact.meta, artifact.spec
+    history = load_source(data, window.step_ms, window.sensors, events)
+    if history.test is not None:
+        windows, every, fail_ts = cmapss_test(
+            history, spec, meta.horizon_steps, meta.min_steps, meta.age_scale
+        )
+        fail_ts = {
+            e: t
+            for e, t in fail_ts.items()
+            if e in set(windows.index["equipment_id"][windows.y == 1])
+        }
+    else:
+        windows, fail_ts = labelled_windows(
+            history, spec, meta.horizon_steps, meta.min_steps, meta.age_scale
+        )
+        every = windows
+    p = artifact.predict_proba(windows)
+    p_every = artifact.predict_proba(every) if every is not windows else p
+    metrics = binary_metrics(windows.y, p, meta.threshold) | lead_times(
+        every.index, p_every, meta.threshold, fail_ts, spec.window.step_ms
+    )
+    metrics["threshold"] = meta.threshold
+    if plots is not None:
+        from models import plots as plot
+
+        plots.mkdir(parents=True, exist_ok=True)
+        _training_plot(meta.metrics.get("training", {}).get("history", []), plots)
+        if len(np.unique(windows.y)) == 2:
+            plot.pr_curve(windows.y, p, meta.threshold, plots / "pr_curve.png")
+        plot.calibration_curve(windows.y, p, plots / "calibration.png")
+        plot.risk_over_time(
+            every.index,
+            p_every,
+            meta.threshold,
+            fail_ts,
+            spec.window.step_ms,
+            plots / "risk_over_time.png",
+        )
+    return metrics
+
+
+def fine_tune_artifact(
+    model_dir: Path,
+    feedback_path: Path,
+    data: str,
+    events: Path | None,
+    window: WindowConfig,
+    out: Path,
+    *,
+    created_at: str,
+    learning_rate: float = 1e-4,
+    epochs: int = 5,
+    seed: int = 0,
+    verbose: int = 1,
+) -> int:
+    """Fine-tune on feedback-labelled windows with the training core; returns windows used."""
+    artifact = load_artifact(model_dir, window)
+    meta, spec = artifact.meta, artifact.spec
+    feedback = load_feedback(feedback_path)
+    history = load_source(data, window.step_ms, window.sensors, events)
+    steps = step_features(history.telemetry, spec.window)
+    windows = make_windows(
+        steps, spec, None, meta.horizon_steps, meta.min_steps, age_scale=meta.age_scale
+    )
+    y, used = feedback_labels(windows.index, feedback, meta.horizon_steps * spec.window.step_ms)
+    if not used.any():
+        raise FeedbackError(
+            f"{feedback_path}: no window of the data matches the feedback's machines and times"
+        )
+    labelled = Windows(windows.x, windows.mask, y, windows.index).select(used)
+    config = TrainConfig(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        seed=seed,
+        verbose=verbose,
+        patience=epochs,
+        batch_size=min(256, len(labelled)),
+    )
+    device = setup_device(seed)
+    result = train(artifact.model, labelled, labelled, config, device=device)
+    metrics = dict(meta.metrics)
+    metrics["fine_tune"] = {
+        "windows": len(labelled),
+        "positives": int(labelled.y.sum()),
+        "history": result.history,
+        "base": str(model_dir),
+        "base_fingerprint": meta.fingerprint,
+    }
+    new_meta = replace(
+        meta,
+        metrics=metrics,
+        created_at=created_at,
+        fingerprint=fingerprint((*history.files, Path(feedback_path))),
+    )
+    save_artifact(out, artifact.model, spec, new_meta)
+    return len(labelled)

@@ -1,0 +1,180 @@
+"""The train / evaluate / fine-tune commands end to end on simulated data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from plantwatch.cli import cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_help_explains_each_option() -> None:
+    runner = CliRunner()
+    for command, options in (
+        ("train", ["--data", "--horizon", "--out", "--seed", "--epochs", "--target-recall"]),
+        ("evaluate", ["--model", "--data", "--plots"]),
+        ("fine-tune", ["--model", "--feedback", "--data", "--out", "--learning-rate"]),
+    ):
+        result = runner.invoke(cli, [command, "--help"])
+        assert result.exit_code == 0, result.output
+        for option in options:
+            assert option in result.output
+
+
+def test_bad_source_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["train", "--data", "ftp://x", "--horizon", "30", "--out", str(tmp_path / "m")]
+    )
+    assert result.exit_code == 2
+    assert "expected cmapss:DIR or history:FILE" in result.output
+
+
+@pytest.fixture(scope="module")
+def trained(sim_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "model"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--data",
+            f"history:{sim_files[0]}",
+            "--horizon",
+            "30m",
+            "--out",
+            str(out),
+            "--sequence-length",
+            "20",
+            "--min-steps",
+            "5",
+            "--epochs",
+            "3",
+            "--units",
+            "8",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_writes_artifact_and_evaluate_scores_it(
+    trained: Path, sim_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    spec = json.loads((trained / "spec.json").read_text())
+    assert spec["horizon_steps"] == 30
+    assert 0 < spec["threshold"] < 1
+    assert len(spec["fingerprint"]) == 64
+    plots = tmp_path / "plots"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--model",
+            str(trained),
+            "--data",
+            f"history:{sim_files[0]}",
+            "--plots",
+            str(plots),
+            "--json-out",
+            str(tmp_path / "m.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "confusion",
+        "lead_median",
+    } <= set(metrics)
+    assert sorted(p.name for p in plots.glob("*.png")) == [
+        "calibration.png",
+        "pr_curve.png",
+        "risk_over_time.png",
+        "training_curves.png",
+    ]
+
+
+def test_evaluate_refuses_other_features_config(
+    trained: Path, sim_files: tuple[Path, Path]
+) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--model",
+            str(trained),
+            "--data",
+            f"history:{sim_files[0]}",
+            "--features-config",
+            "cmapss",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "differs: the model was trained with" in result.output
+
+
+def test_fine_tune_moves_labelled_machines_in_labelled_direction(
+    trained: Path, sim_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from models.artifact import load_artifact
+    from models.data import load_history_files
+    from models.windows import make_windows, step_features
+
+    art = load_artifact(trained)
+    history = load_history_files(*sim_files, art.spec.window.sensors)
+    windows = make_windows(
+        step_features(history.telemetry, art.spec.window),
+        art.spec,
+        None,
+        art.meta.horizon_steps,
+        art.meta.min_steps,
+    )
+    p = art.predict_proba(windows)
+    ids = windows.index["equipment_id"].to_numpy()
+    starts = windows.index["step_start"].to_numpy()
+    # the machine/time with the lowest risk is declared a confirmed failure, the highest a false alarm
+    low, high = int(np.argmin(p)), int(np.argmax(p))
+    feedback = pd.DataFrame(
+        {
+            "equipment_id": [ids[low], ids[high]],
+            "ts": [int(starts[low]), int(starts[high])],
+            "outcome": ["confirmed", "false-alarm"],
+        }
+    )
+    path = tmp_path / "feedback.csv"
+    feedback.to_csv(path, index=False)
+    out = tmp_path / "tuned"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "fine-tune",
+            "--model",
+            str(trained),
+            "--feedback",
+            str(path),
+            "--data",
+            f"history:{sim_files[0]}",
+            "--out",
+            str(out),
+            "--epochs",
+            "10",
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    q = load_artifact(out).predict_proba(windows)
+    assert q[low] > p[low], (p[low], q[low])
+    assert q[high] < p[high], (p[high], q[high])

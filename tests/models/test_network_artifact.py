@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.config import WindowConfig
+from features.spec import fit_spec
+from models.artifact import ModelMeta, load_artifact, save_artifact
+from models.errors import ArtifactError, ArtifactMismatch
+from models.network import build_model
+from models.windows import Windows
+
+WINDOW = WindowConfig(sensors=("a", "b"), step_ms=1000, aggregates=("mean",), derived=())
+L = 6
+
+
+def _windows(n: int = 16, seed: int = 0) -> Windows:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, L, 8)).astype(np.float32)
+    mask = np.ones((n, L), dtype=bool)
+    mask[: n // 2, :2] = False
+    x[~mask] = 0.0
+    y = (rng.random(n) < 0.3).astype(np.float32)
+    index = pd.DataFrame(
+        {"equipment_id": [f"m{i}" for i in range(n)], "step_start": 0, "step_end": 1000}
+    )
+    return Windows(x, mask, y, index)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"architecture": "transformer"}, "Received: architecture='transformer'"),
+        ({"units": -3}, "Received: units=-3"),
+        ({"dropout": 1.5}, "Received: dropout=1.5"),
+    ],
+)
+def test_build_model_checks_arguments(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_model(L, 8, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("architecture", ["gru", "lstm"])
+def test_masked_steps_do_not_change_the_output(architecture: str) -> None:
+    model = build_model(L, 8, architecture, units=4, seed=1)
+    w = _windows()
+    garbage = w.x.copy()
+    garbage[~w.mask] = 99.0
+    a = model.predict(w.inputs(), verbose=0)
+    b = model.predict({"features": garbage, "mask": w.mask}, verbose=0)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def _spec():  # type: ignore[no-untyped-def]
+    X = np.random.default_rng(0).normal(size=(20, len(WINDOW.feature_names())))
+    return fit_spec(X, WINDOW, sequence_length=L)
+
+
+def _meta() -> ModelMeta:
+    return ModelMeta(
+        3,
+        1,
+        0.4,
+        (1.5, -0.2),
+        "gru",
+        "abc",
+        "2026-01-01T00:00:00+00:00",
+        {"validation": {"f1": 0.5}},
+    )
+
+
+def test_save_load_round_trip_gives_identical_predictions(tmp_path: Path) -> None:
+    from models.artifact import Artifact
+
+    model = build_model(L, 8, "gru", units=4, seed=2)
+    spec, meta = _spec(), _meta()
+    w = _windows()
+    before = Artifact(model, spec, meta).predict_proba(w)
+    save_artifact(tmp_path / "art", model, spec, meta)
+    loaded = load_artifact(tmp_path / "art", WINDOW)
+    np.testing.assert_array_equal(loaded.predict_proba(w), before)
+    assert loaded.spec == spec
+    assert loaded.meta == meta
+    doc = json.loads((tmp_path / "art" / "spec.json").read_text())
+    assert {
+        "feature_spec",
+        "sequence_length",
+        "horizon_steps",
+        "threshold",
+        "metrics",
+        "fingerprint",
+        "version",
+        "created_at",
+    } <= set(doc)
+
+
+def test_load_refuses_other_feature_settings(tmp_path: Path) -> None:
+    save_artifact(tmp_path / "art", build_model(L, 8, units=2), _spec(), _meta())
+    other = WindowConfig(sensors=("a", "b"), step_ms=2000, aggregates=("mean",), derived=())
+    with pytest.raises(
+        ArtifactMismatch, match=r"'step_ms' differs: the model was trained with 1000"
+    ):
+        load_artifact(tmp_path / "art", other)
+
+
+def test_load_refuses_incomplete_or_malformed_artifacts(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match=r"spec\.json is missing"):
+        load_artifact(tmp_path)
+    save_artifact(tmp_path / "art", build_model(L, 8, units=2), _spec(), _meta())
+    (tmp_path / "art" / "spec.json").write_text('{"feature_spec": {}}')
+    with pytest.raises(ArtifactError, match="malformed artifact spec"):
+        load_artifact(tmp_path / "art")
+
+
+def test_serving_model_keeps_the_main_logit_of_an_aux_model(tmp_path: Path) -> None:
+    from models.network import aux_horizons, serving_model
+
+    assert aux_horizons(30) == (10, 20, 40, 50, 75)
+    assert aux_horizons(1) == (2,)
+    model = build_model(L, 8, "gru", units=4, seed=3, aux_outputs=2)
+    w = _windows()
+    both = model.predict(w.inputs(), verbose=0)
+    serving = serving_model(model)
+    assert serving.count_params() < model.count_params()
+    np.testing.assert_allclose(serving.predict(w.inputs(), verbose=0), both["logit"], atol=1e-6)
+    save_artifact(tmp_path / "art", serving, _spec(), _meta())
+    loaded = load_artifact(tmp_path / "art")
+    np.testing.assert_allclose(
+        loaded.model.predict(w.inputs(), verbose=0), both["logit"], atol=1e-6
+    )
