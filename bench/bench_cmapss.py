@@ -174,9 +174,9 @@ def main() -> None:
         }
         for k in METRICS
     }
-    print(f"{'metric':<14}{'min':>10}{'median':>10}{'max':>10}")
+    print(f"{'metric':<14}{'min':>12}{'median':>12}{'max':>12}")
     for k, s in summary.items():
-        print(f"{k:<14}{s['min']:>10.4f}{s['median']:>10.4f}{s['max']:>10.4f}")
+        print(f"{k:<14}{s['min']:>12.4f}{s['median']:>12.4f}{s['max']:>12.4f}")
     print(
         f"params {runs[0]['params']}, device {runs[0]['device']}, precision {runs[0]['precision_policy']}"
     )
