@@ -40,6 +40,10 @@ def _default_instance() -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:100] or "plantwatch"
 
 
+def _default_models_dir() -> Path:
+    return Path.home() / ".local" / "share" / "plantwatch" / "models"
+
+
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "plantwatch"
 
@@ -164,6 +168,14 @@ class Settings(BaseSettings):
         "plant",
         description="Feature rules: a preset (plant, cmapss) or a JSON file of a WindowConfig.",
     )
+    # --- Models ------------------------------------------------------------------
+    models_dir: Path = Field(
+        default_factory=_default_models_dir,
+        description="Directory of model artifacts (one sub-directory each); the scorer serves "
+        "the newest valid one and the alerting stage accepts predictions of any of them.",
+    )
+    # --- Scorer (#6) ---------------------------------------------------------------
+    # --- Alerting (#7) -------------------------------------------------------------
     instance_id: str = Field(
         default_factory=_default_instance,
         description="This instance's stable name (default: host name); makes the Kafka "
