@@ -27,6 +27,7 @@ def build_model(
     dropout: float = 0.1,
     seed: int = 0,
     aux_outputs: int = 0,
+    name: str | None = None,
 ) -> Model:
     """Build an uncompiled model with inputs ``features`` (L, F) and ``mask`` (L,).
 
@@ -39,6 +40,8 @@ def build_model(
         seed: seed of the initializers.
         aux_outputs: with K > 0 the model also has an output ``aux`` of K logits (failure
             within other horizons), trained alongside; :func:`serving_model` drops it.
+        name: the model's name (default ``plantwatch_<architecture>``); members of an
+            ensemble need distinct names.
 
     Raises:
         ValueError: a bad argument, echoing its value.
@@ -51,13 +54,13 @@ def build_model(
             f"architecture must be one of {', '.join(ARCHITECTURES)}. "
             f"Received: architecture={architecture!r}"
         )
-    for name, value in (
+    for arg, value in (
         ("sequence_length", sequence_length),
         ("n_features", n_features),
         ("units", units),
     ):
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+            raise ValueError(f"{arg} must be a positive integer. Received: {arg}={value!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout!r}")
     init = keras.initializers.GlorotUniform(seed=seed)
@@ -81,7 +84,7 @@ def build_model(
         h = layers.Dropout(dropout, seed=seed + 2, name="dropout")(h)
     logit = layers.Dense(1, kernel_initializer=init, dtype="float32", name="logit")(h)
     inputs = {"features": x_in, "mask": m_in}
-    name = f"plantwatch_{architecture}"
+    name = name or f"plantwatch_{architecture}"
     if aux_outputs:
         aux = layers.Dense(aux_outputs, kernel_initializer=init, dtype="float32", name="aux")(h)
         return keras.Model(inputs, {"logit": logit, "aux": aux}, name=name)

@@ -12,6 +12,7 @@ import numpy as np
 from features.config import WindowConfig
 from models.artifact import ModelMeta, load_artifact, save_artifact
 from models.data import History, fingerprint, load_source
+from models.ensemble import prepare_folds, train_ensemble
 from models.errors import FeedbackError
 from models.evaluation import binary_metrics, choose_threshold, fit_calibration, lead_times, sigmoid
 from models.feedback import feedback_labels, load_feedback
@@ -43,11 +44,16 @@ def train_artifact(
     learning_rate: float = 1e-3,
     weight_decay: float = 1e-4,
     validation_fraction: float = 0.2,
+    folds: int = 1,
     target_recall: float | None = None,
     seed: int = 0,
     verbose: int = 1,
 ) -> dict[str, Any]:
     """Train, calibrate and threshold on validation machines, save the artifact.
+
+    With ``folds`` K > 1 the machines are split in K folds (:mod:`models.ensemble`):
+    calibration and threshold come from the out-of-fold scores of every machine, and the
+    artifact serves the K members as one model (mean logit).
 
     With ``aux`` the network also learns failure within other horizons
     (:func:`models.network.aux_horizons`); the artifact keeps the single H logit.
@@ -56,26 +62,8 @@ def train_artifact(
         The metrics saved with the model: ``validation`` (and ``test`` for C-MAPSS).
     """
     history = load_source(data, window.step_ms, window.sensors, events)
-    prep = prepare(
-        history,
-        window,
-        sequence_length,
-        horizon_steps,
-        validation_fraction,
-        seed,
-        min_steps,
-        age_feature,
-        aux_horizons(horizon_steps) if aux else (),
-    )
+    aux_h = aux_horizons(horizon_steps) if aux else ()
     device = setup_device(seed)
-    model = build_model(
-        sequence_length,
-        prep.n_inputs,
-        architecture,
-        units,
-        seed=seed,
-        aux_outputs=len(aux_horizons(horizon_steps)) if aux else 0,
-    )
     config = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -85,31 +73,58 @@ def train_artifact(
         seed=seed,
         verbose=verbose,
     )
-    result = train(model, prep.train, prep.val, config, device=device)
-    model = serving_model(model)
-    val_logits = predict_logits(model, prep.val)
-    calibration = fit_calibration(val_logits, prep.val.y)
+
+    def build(n_inputs: int, k: int = 0) -> Any:
+        return build_model(
+            sequence_length,
+            n_inputs,
+            architecture,
+            units,
+            seed=seed + 1000 * k,
+            aux_outputs=len(aux_h),
+            name=f"member{k}" if folds > 1 else None,
+        )
+
+    if folds > 1:
+        prepared: Any = prepare_folds(
+            history, window, sequence_length, horizon_steps, folds, seed, min_steps,
+            age_feature, aux_h,
+        )  # fmt: skip
+        ensemble = train_ensemble(prepared, lambda k: build(prepared.n_inputs, k), config, device)
+        model, val, val_logits = ensemble.model, ensemble.oof, ensemble.oof_logits
+        results = ensemble.results
+    else:
+        prepared = prepare(
+            history, window, sequence_length, horizon_steps, validation_fraction, seed,
+            min_steps, age_feature, aux_h,
+        )  # fmt: skip
+        model = build(prepared.n_inputs)
+        results = [train(model, prepared.train, prepared.val, config, device=device)]
+        model, val = serving_model(model), prepared.val
+        val_logits = predict_logits(model, val)
+    calibration = fit_calibration(val_logits, val.y)
     p_val = sigmoid(calibration[0] * val_logits + calibration[1])
-    threshold = choose_threshold(prep.val.y, p_val, target_recall)
+    threshold = choose_threshold(val.y, p_val, target_recall)
     fails = history.events[history.events["kind"] == "failure"]
-    val_ids = set(prep.val.machines())
+    val_ids = set(val.machines())
     val_fail = {
         str(e): int(t)
         for e, t in zip(fails["equipment_id"], fails["ts"], strict=True)
         if str(e) in val_ids
     }
     metrics: dict[str, Any] = {
-        "validation": binary_metrics(prep.val.y, p_val, threshold)
-        | lead_times(prep.val.index, p_val, threshold, val_fail, window.step_ms),
+        "validation": binary_metrics(val.y, p_val, threshold)
+        | lead_times(val.index, p_val, threshold, val_fail, window.step_ms),
         "training": {
-            "history": result.history,
-            "best_epoch": result.best_epoch,
-            "seconds": result.seconds,
-            "device": result.device,
-            "precision": result.precision,
+            "history": results[0].history,
+            "best_epoch": results[0].best_epoch,
+            "seconds": sum(r.seconds for r in results),
+            "device": results[0].device,
+            "precision": results[0].precision,
             "params": model.count_params(),
-            "train_windows": len(prep.train),
-            "val_windows": len(prep.val),
+            "folds": folds,
+            "members": [{"epochs": len(r.history), "best_epoch": r.best_epoch} for r in results],
+            "val_windows": len(val),
             "seed": seed,
             "validation_machines": sorted(val_ids),
         },
@@ -123,11 +138,11 @@ def train_artifact(
         fingerprint(history.files),
         created_at,
         metrics,
-        prep.age_scale,
+        prepared.age_scale,
     )
     if history.test is not None:
-        metrics["test"] = _cmapss_metrics(model, history, prep.spec, meta)
-    save_artifact(out, model, prep.spec, meta)
+        metrics["test"] = _cmapss_metrics(model, history, prepared.spec, meta)
+    save_artifact(out, model, prepared.spec, meta)
     _training_plot(metrics["training"]["history"], out / "plots")
     return metrics
 
