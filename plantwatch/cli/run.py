@@ -1,0 +1,171 @@
+"""`plantwatch run`: the whole pipeline (ingest, scorer, alerting) as one job."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plantwatch.cli.main import cli, configure_logging, settings_from
+from plantwatch.settings import Settings, is_loopback
+
+
+def _services_reachable(settings: Settings) -> list[str]:
+    """The local services that are not answering (names), when configured on loopback."""
+    from plantwatch.services.process import port_accepts
+
+    missing = []
+    host, port = settings.kafka_hosts[0]
+    if not port_accepts(host, port, timeout=1):
+        missing.append("kafka")
+    influx = settings.influx_url.split("//", 1)[1].split("/", 1)[0]
+    ihost, _, iport = influx.rpartition(":")
+    if not port_accepts(ihost.strip("[]"), int(iport or 8086), timeout=1):
+        missing.append("influxdb")
+    return missing
+
+
+def _start_local(settings: Settings) -> bool:
+    """Start the local services if needed and possible; True when this call started them."""
+    from plantwatch.errors import PlantwatchError
+    from plantwatch.services import manager
+    from plantwatch.topics import ensure_topics, standard_topics
+
+    missing = _services_reachable(settings)
+    if missing:
+        influx_host = settings.influx_url.split("//", 1)[1].split(":", 1)[0].strip("[]")
+        local = all(is_loopback(h) for h, _ in settings.kafka_hosts) and is_loopback(influx_host)
+        if not local:
+            raise PlantwatchError(
+                f"{' and '.join(missing)} not reachable at the configured (remote) address; "
+                "check PLANTWATCH_KAFKA_BOOTSTRAP_SERVERS / PLANTWATCH_INFLUX_URL"
+            )
+        click.echo(f"run: starting local {' and '.join(missing)} ...", err=True)
+        for line in manager.up(settings, progress=lambda msg: click.echo(msg, err=True)):
+            click.echo(f"run: {line}", err=True)
+    ensure_topics(settings, dict.fromkeys(standard_topics(settings), settings.topic_partitions))
+    return bool(missing)
+
+
+@cli.command("run")
+@click.option(
+    "--stages",
+    default="ingest,score,alert",
+    show_default=True,
+    help="Comma-separated stages to run: ingest, score, alert.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Stop every stage after this many seconds [default: run until Ctrl-C].",
+)
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Give each stage this option: it stops after so many seconds without input; "
+    "the run ends when every stage has stopped.",
+)
+@click.option(
+    "--model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model artifact for the scorer [default: the newest in PLANTWATCH_MODELS_DIR].",
+)
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write each stage's output to DIR/<stage>.log instead of prefixed lines on stderr.",
+)
+@click.option(
+    "--log-every",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between each stage's progress lines.",
+)
+@click.option(
+    "--services/--no-services",
+    "manage_services",
+    default=True,
+    show_default=True,
+    help="Start the local Kafka and InfluxDB if they are configured on loopback and not "
+    "running (and stop them at the end); --no-services never starts anything.",
+)
+@click.pass_context
+def run_cmd(
+    ctx: click.Context,
+    stages: str,
+    duration: float | None,
+    idle_exit: float | None,
+    model: Path | None,
+    log_dir: Path | None,
+    log_every: float,
+    manage_services: bool,
+) -> None:
+    """Run ingest, scorer and alerting together until Ctrl-C (or --duration/--idle-exit).
+
+    Each stage is its own process running exactly the standalone command (`plantwatch
+    ingest`, `score`, `alert`) with this command's settings; a stage that crashes is
+    restarted with a growing delay. Ctrl-C or SIGTERM stops every stage cleanly: each
+    finishes its batch and commits its offsets.
+    """
+    configure_logging()
+    from plantwatch.errors import PlantwatchError
+    from plantwatch.supervisor import STAGES, Supervisor, settings_env
+
+    settings = settings_from(ctx)
+    chosen = [s.strip() for s in stages.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in STAGES]
+    if not chosen or unknown:
+        raise PlantwatchError(
+            f"invalid value for --stages: {stages!r}: expected a comma-separated subset of "
+            f"{', '.join(STAGES)}"
+        )
+    started = _start_local(settings) if manage_services else False
+    common = ["--log-every", str(log_every)]
+    if idle_exit is not None:
+        common += ["--idle-exit", str(idle_exit)]
+    args: dict[str, list[str]] = {s: list(common) for s in chosen}
+    if model is not None and "score" in args:
+        args["score"] += ["--model", str(model)]
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANTWATCH_")}
+    env |= settings_env(settings)
+    supervisor = Supervisor(args, env, log_dir=log_dir, echo=lambda m: click.echo(m, err=True))
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        click.echo(f"run: {signal.Signals(signum).name}: stopping every stage", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    deadline = None if duration is None else time.monotonic() + duration
+    supervisor.start()
+    codes: dict[str, list[int]] = {}
+    try:
+        while supervisor.poll() and not stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                click.echo(f"run: --duration {duration:g}s reached", err=True)
+                break
+            stop.wait(0.5)
+    finally:
+        codes = supervisor.stop()
+        if started:
+            from plantwatch.services import manager
+
+            for line in manager.down(settings):
+                click.echo(f"run: {line}", err=True)
+    failed = {s: c for s, c in codes.items() if c and c[-1] not in (0, -signal.SIGTERM)}
+    summary = ", ".join(f"{s} exit {c[-1] if c else '-'}" for s, c in codes.items())
+    click.echo(f"run: done ({summary})", err=True)
+    if failed:
+        ctx.exit(1)
