@@ -1,0 +1,108 @@
+"""Tickets compared with what really happened: failures caught, lead times, false alarms.
+
+The rules (pure functions, times in epoch ms of event time):
+
+- A failure of a machine is **caught** when a ticket of that machine was opened at most
+  ``max_lead_ms`` before it and not after it; its **lead time** is failure time minus the
+  earliest such opening. Otherwise it is **missed**.
+- A ticket is a **true alarm** when a failure of its machine follows its opening within
+  ``max_lead_ms``; otherwise it is a **false alarm**.
+
+``max_lead_ms`` is the model's horizon plus a slack (by default the horizon again): an
+alert a little earlier than the horizon still warned about that failure.
+
+>>> fails = [Failure("p-1", 10_000), Failure("p-2", 10_000)]
+>>> tickets = [Opened("p-1", 7_000), Opened("p-3", 5_000)]
+>>> r = compare(fails, tickets, max_lead_ms=5_000)
+>>> r.caught, r.missed, r.lead_ms, r.true_alarms, r.false_alarms
+(1, 1, [3000], 1, 1)
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failure of a machine (from ``maintenance.events``)."""
+
+    equipment_id: str
+    ts_ms: int
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A ticket's opening (the event time of the prediction that opened it)."""
+
+    equipment_id: str
+    ts_ms: int
+
+
+@dataclass
+class Comparison:
+    """How the tickets compare with the failures."""
+
+    failures: int = 0
+    caught: int = 0
+    missed: int = 0
+    lead_ms: list[int] = field(default_factory=list)
+    tickets: int = 0
+    true_alarms: int = 0
+    false_alarms: int = 0
+    missed_failures: list[Failure] = field(default_factory=list)
+    false_tickets: list[Opened] = field(default_factory=list)
+
+    @property
+    def recall(self) -> float:
+        """Caught / failures (0 without failures)."""
+        return self.caught / self.failures if self.failures else 0.0
+
+    @property
+    def precision(self) -> float:
+        """True alarms / tickets (0 without tickets)."""
+        return self.true_alarms / self.tickets if self.tickets else 0.0
+
+    @property
+    def median_lead_ms(self) -> float | None:
+        """The median lead time of the caught failures."""
+        return float(statistics.median(self.lead_ms)) if self.lead_ms else None
+
+
+def compare(failures: Iterable[Failure], tickets: Iterable[Opened], max_lead_ms: int) -> Comparison:
+    """Match tickets with failures per machine (rules in the module doc)."""
+    if max_lead_ms <= 0:
+        raise ValueError(f"max_lead_ms must be > 0. Received: max_lead_ms={max_lead_ms}")
+    opened: dict[str, list[int]] = defaultdict(list)
+    all_tickets = list(tickets)
+    for t in all_tickets:
+        opened[t.equipment_id].append(t.ts_ms)
+    for times in opened.values():
+        times.sort()
+    failed: dict[str, list[int]] = defaultdict(list)
+    all_failures = sorted(failures, key=lambda f: (f.equipment_id, f.ts_ms))
+    for f in all_failures:
+        failed[f.equipment_id].append(f.ts_ms)
+    result = Comparison(failures=len(all_failures), tickets=len(all_tickets))
+    for f in all_failures:
+        times = opened.get(f.equipment_id, [])
+        first = bisect.bisect_left(times, f.ts_ms - max_lead_ms)
+        if first < len(times) and times[first] <= f.ts_ms:
+            result.caught += 1
+            result.lead_ms.append(f.ts_ms - times[first])
+        else:
+            result.missed += 1
+            result.missed_failures.append(f)
+    for t in all_tickets:
+        times = failed.get(t.equipment_id, [])
+        nxt = bisect.bisect_left(times, t.ts_ms)
+        if nxt < len(times) and times[nxt] - t.ts_ms <= max_lead_ms:
+            result.true_alarms += 1
+        else:
+            result.false_alarms += 1
+            result.false_tickets.append(t)
+    return result
