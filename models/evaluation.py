@@ -14,6 +14,7 @@ highest threshold that reaches a target recall) and saved with the model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -95,13 +96,22 @@ def binary_metrics(y: F, p: F, threshold: float) -> dict[str, Any]:
 
 
 def lead_times(
-    index: pd.DataFrame, p: F, threshold: float, failure_ts: dict[str, int], step_ms: int
+    index: pd.DataFrame,
+    p: F,
+    threshold: float,
+    failure_ts: Mapping[str, int | Sequence[int]],
+    step_ms: int,
 ) -> dict[str, float]:
-    """Steps between each machine's first alert and its failure.
+    """Steps between the first alert before each failure and that failure.
 
-    For every machine in ``failure_ts`` with scored windows before the failure, the lead
-    time is ``(failure_ts - step_start of the first window at or above the threshold) /
-    step_ms``; a machine that never crosses counts as missed.
+    ``failure_ts`` gives each machine's failure time, or all its failure times. For every
+    failure with scored windows since the machine's previous failure, the lead time is
+    ``(failure - step_start of the first window at or above the threshold since the
+    previous failure) / step_ms``; a failure with no such window counts as missed.
+
+    >>> idx = pd.DataFrame({"equipment_id": ["m"] * 6, "step_start": [0, 1, 2, 3, 4, 5]})
+    >>> lead_times(idx, np.array([0.9, 0, 0, 0, 0.9, 0]), 0.5, {"m": [2, 5]}, 1)["lead_mean"]
+    1.5
 
     Returns:
         ``lead_median``, ``lead_mean``, ``lead_min``, ``detected``, ``missed``.
@@ -111,15 +121,21 @@ def lead_times(
     ids = index["equipment_id"].astype(str).to_numpy()
     starts = index["step_start"].to_numpy(dtype=np.int64)
     above = np.asarray(p) >= threshold
-    for eid, ts in failure_ts.items():
-        rows = (ids == eid) & (starts <= ts)
-        if not rows.any():
-            continue
-        hits = starts[rows & above]
-        if len(hits):
-            leads.append((ts - int(hits.min())) / step_ms)
-        else:
-            missed += 1
+    for eid, when in failure_ts.items():
+        times = sorted([when] if isinstance(when, int | np.integer) else [int(t) for t in when])
+        previous = None
+        for ts in times:
+            rows = (ids == eid) & (starts <= ts)
+            if previous is not None:
+                rows &= starts > previous
+            previous = ts
+            if not rows.any():
+                continue
+            hits = starts[rows & above]
+            if len(hits):
+                leads.append((ts - int(hits.min())) / step_ms)
+            else:
+                missed += 1
     arr = np.array(leads) if leads else np.array([np.nan])
     return {
         "lead_median": float(np.median(arr)),

@@ -90,16 +90,22 @@ def labelled_windows(
     horizon_steps: int,
     min_steps: int,
     age_scale: float | None = None,
-) -> tuple[Windows, dict[str, int]]:
-    """All labelled windows of a history and its failure times (for evaluation)."""
+) -> tuple[Windows, dict[str, list[int]]]:
+    """All labelled windows of a history and each machine's failure times (for evaluation)."""
     steps = step_features(history.telemetry, spec.window)
     windows = make_windows(
         steps, spec, history.events, horizon_steps, min_steps, age_scale=age_scale
     )
     fails = history.events[history.events["kind"] == "failure"]
-    return windows, {
-        str(e): int(t) for e, t in zip(fails["equipment_id"], fails["ts"], strict=True)
-    }
+    return windows, failure_times(fails)
+
+
+def failure_times(failures: pd.DataFrame) -> dict[str, list[int]]:
+    """Each machine's failure times (sorted) from an events frame of failures."""
+    out: dict[str, list[int]] = {}
+    for e, t in zip(failures["equipment_id"], failures["ts"], strict=True):
+        out.setdefault(str(e), []).append(int(t))
+    return {e: sorted(ts) for e, ts in out.items()}
 
 
 def cmapss_test(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,7 @@ def risk_over_time(
     index: pd.DataFrame,
     p: NDArray[Any],
     threshold: float,
-    failures: dict[str, int],
+    failures: Mapping[str, int | Sequence[int]],
     step_ms: int,
     path: Path,
     machines: int = 4,
@@ -102,7 +103,9 @@ def risk_over_time(
         rows = ids == m
         t = index["step_start"].to_numpy()[rows] / step_ms
         ax.plot(t, p[rows], color=f"C{k}", label=m)
-        ax.axvline(failures[m] / step_ms, color=f"C{k}", linestyle="--")
+        when = failures[m]
+        for ts in [when] if isinstance(when, int | np.integer) else when:
+            ax.axvline(int(ts) / step_ms, color=f"C{k}", linestyle="--")
     ax.axhline(threshold, color="black", linewidth=0.8, label="threshold")
     ax.set_xlabel("step")
     ax.set_ylabel("failure risk")

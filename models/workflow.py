@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from models.errors import FeedbackError
 from models.evaluation import binary_metrics, choose_threshold, fit_calibration, lead_times, sigmoid
 from models.feedback import feedback_labels, load_feedback
 from models.network import aux_horizons, build_model, serving_model
-from models.pipeline import cmapss_test, labelled_windows, prepare
+from models.pipeline import cmapss_test, failure_times, labelled_windows, prepare
 from models.training import TrainConfig, predict_logits, setup_device, train
 from models.windows import Windows, make_windows, step_features
 
@@ -107,11 +108,7 @@ def train_artifact(
     threshold = choose_threshold(val.y, p_val, target_recall)
     fails = history.events[history.events["kind"] == "failure"]
     val_ids = set(val.machines())
-    val_fail = {
-        str(e): int(t)
-        for e, t in zip(fails["equipment_id"], fails["ts"], strict=True)
-        if str(e) in val_ids
-    }
+    val_fail = {e: ts for e, ts in failure_times(fails).items() if e in val_ids}
     metrics: dict[str, Any] = {
         "validation": binary_metrics(val.y, p_val, threshold)
         | lead_times(val.index, p_val, threshold, val_fail, window.step_ms),
@@ -183,6 +180,7 @@ def evaluate_artifact(
     artifact = load_artifact(model_dir, window)
     meta, spec = artifact.meta, artifact.spec
     history = load_source(data, window.step_ms, window.sensors, events)
+    fail_ts: Mapping[str, int | Sequence[int]]
     if history.test is not None:
         windows, every, fail_ts = cmapss_test(
             history, spec, meta.horizon_steps, meta.min_steps, meta.age_scale
