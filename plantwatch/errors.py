@@ -8,8 +8,12 @@ anything else through as a bug with its traceback::
     ├── SettingsError          a setting has a wrong value (names the setting)
     ├── ServiceError           a local development service failed to build or start
     │   └── PortInUseError     a port that a local service needs is taken
-    └── ConnectionCheckError   Kafka or InfluxDB cannot be reached or refused us
-        └── AuthenticationError  credentials were refused (401/403, SASL)
+    ├── OptionError            a command option has a wrong value (names the option)
+    ├── ConnectionCheckError   Kafka or InfluxDB cannot be reached or refused us
+    │   └── AuthenticationError  credentials were refused (401/403, SASL)
+    └── QueryError             a history or status query found nothing to show
+        ├── UnknownEquipmentError  no data at all for a machine (lists known machines)
+        └── EmptyRangeError        data exists, but not in the asked time range
 
 Vendor errors are translated at the edges with ``raise ... from exc``.
 """
@@ -51,3 +55,45 @@ class ConnectionCheckError(PlantwatchError):
 
 class AuthenticationError(ConnectionCheckError):
     """Kafka or InfluxDB refused the configured credentials."""
+
+
+class OptionError(PlantwatchError):
+    """A command option has a value that the command cannot use.
+
+    Attributes:
+        option: the option as written on the command line (``--since``).
+        value: the offending value.
+        expected: what would have been accepted.
+    """
+
+    def __init__(self, option: str, value: str, expected: str) -> None:
+        self.option = option
+        self.value = value
+        self.expected = expected
+        super().__init__(f"invalid option {option}={value!r}: expected {expected}")
+
+
+class QueryError(PlantwatchError):
+    """A query of the history found nothing to show."""
+
+
+class UnknownEquipmentError(QueryError):
+    """No measurement holds any data for this machine.
+
+    Attributes:
+        equipment_id: the machine asked for.
+        known: machines that do have data (sorted).
+    """
+
+    def __init__(self, equipment_id: str, bucket: str, known: list[str]) -> None:
+        self.equipment_id = equipment_id
+        self.known = known
+        shown = ", ".join(known[:10]) + (f" … {len(known) - 10} more" if len(known) > 10 else "")
+        super().__init__(
+            f"no data for equipment {equipment_id!r} in bucket {bucket!r} "
+            f"(known machines: {shown or 'none yet'})"
+        )
+
+
+class EmptyRangeError(QueryError):
+    """The machine has data, but none in the asked time range."""

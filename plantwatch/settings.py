@@ -44,6 +44,10 @@ def _default_models_dir() -> Path:
     return Path.home() / ".local" / "share" / "plantwatch" / "models"
 
 
+def _default_alert_db() -> Path:
+    return Path.home() / ".local" / "share" / "plantwatch" / "alerting.sqlite"
+
+
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "plantwatch"
 
@@ -175,7 +179,190 @@ class Settings(BaseSettings):
         "the newest valid one and the alerting stage accepts predictions of any of them.",
     )
     # --- Scorer (#6) ---------------------------------------------------------------
+    scorer_group: str = Field("plantwatch-scorer", description="Consumer group of the scorer.")
+    topic_features_dlq: str = Field(
+        "features.dlq",
+        description="Dead-letter topic for feature records the scorer refuses (undecodable, "
+        "or computed with other feature rules than the model's).",
+    )
+    scorer_max_batch: int = Field(
+        256, description="Most windows per model call (batches are padded to pinned sizes)."
+    )
+    scorer_max_wait_ms: int = Field(
+        200, description="Longest wait (ms) for a batch to fill before it is scored anyway."
+    )
+    scorer_device: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="Where the scorer runs the model: auto (a GPU when present), cpu, gpu."
+    )
+    scorer_model_poll_s: float = Field(
+        5.0, description="Seconds between checks for a new model version (SIGHUP: check now)."
+    )
+    scorer_attribution_fraction: float = Field(
+        0.5,
+        description="Top sensors are computed for predictions with probability >= this "
+        "fraction of the alert threshold (0: all; above 1/threshold: none).",
+    )
+
+    @field_validator("scorer_group", "topic_features_dlq")
+    @classmethod
+    def _check_scorer_names(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value) or value in {".", ".."}:
+            raise ValueError("a Kafka topic or group name: 1-249 characters of A-Z a-z 0-9 . _ -")
+        return value
+
+    @field_validator("scorer_max_batch", "scorer_max_wait_ms")
+    @classmethod
+    def _check_scorer_batch(cls, value: int) -> int:
+        if not 1 <= value <= 65536:
+            raise ValueError("a number between 1 and 65536")
+        return value
+
+    @field_validator("scorer_model_poll_s", "scorer_attribution_fraction")
+    @classmethod
+    def _check_scorer_float(cls, value: float) -> float:
+        if not (value >= 0 and value < float("inf")):
+            raise ValueError("a finite number >= 0")
+        return value
+
     # --- Alerting (#7) -------------------------------------------------------------
+    topic_predictions_dlq: str = Field(
+        "predictions.dlq",
+        description="Dead-letter topic for prediction records the alerting stage refuses.",
+    )
+    alert_group: str = Field(
+        "plantwatch-alerting", description="Consumer group of the alerting stage."
+    )
+    alert_db: Path = Field(
+        default_factory=_default_alert_db,
+        description="The alerting store (SQLite): alert state, tickets, outbox; instances on "
+        "one host share it.",
+    )
+    alert_sinks: str = Field(
+        "builtin",
+        description="Ticket sinks, comma-separated: builtin (the store, always on), webhook, "
+        "kafka (topic PLANTWATCH_TOPIC_TICKETS).",
+    )
+    alert_warning: float = Field(0.5, description="Probability that raises WARNING.")
+    alert_warning_reset: float = Field(
+        0.4, description="Probability below which WARNING returns to OK (hysteresis)."
+    )
+    alert_critical: float = Field(0.8, description="Probability that raises CRITICAL.")
+    alert_critical_reset: float = Field(
+        0.7, description="Probability below which CRITICAL steps down to WARNING."
+    )
+    alert_pending_steps: int = Field(
+        3, description="Consecutive predictions above a threshold before an alert fires (0: off)."
+    )
+    alert_pending_ms: int = Field(
+        0, description="Or: prediction-time ms above a threshold before it fires (0: off)."
+    )
+    alert_repeat_ms: int = Field(
+        3_600_000, description="Reminder interval (ms) while an alert stays raised (0: none)."
+    )
+    alert_flap_window_ms: int = Field(
+        3_600_000, description="Window (ms) in which level changes count towards flapping."
+    )
+    alert_flap_count: int = Field(
+        4, description="Level changes within the window that make a machine flap (held alert)."
+    )
+    alert_deadman_ms: int = Field(
+        900_000,
+        description="Wall-clock ms without a machine's predictions that raise NODATA (0: off).",
+    )
+    alert_ticket_level: Literal["WARNING", "CRITICAL"] = Field(
+        "CRITICAL", description="Entering this level opens a maintenance ticket."
+    )
+    alert_silences: Path | None = Field(
+        None, description="JSON/YAML file of maintenance windows per machine or asset type."
+    )
+    alert_webhook_url: str | None = Field(
+        None, description="Ticket webhook URL (https://, or http:// to loopback)."
+    )
+    alert_webhook_auth: SecretStr | None = Field(
+        None, description="Authorization header value for the webhook (secret: environment only)."
+    )
+    alert_webhook_allow_http: bool = Field(
+        False, description="Allow plain http:// webhooks to non-loopback hosts."
+    )
+    alert_webhook_timeout_s: float = Field(
+        10.0, description="Seconds before a webhook request counts as failed (and is retried)."
+    )
+    alert_retry_max_s: float = Field(
+        300.0, description="Longest backoff (s) between deliveries to a failing ticket sink."
+    )
+
+    @field_validator("topic_predictions_dlq", "alert_group")
+    @classmethod
+    def _check_alert_names(cls, value: str) -> str:
+        if not _TOPIC_RE.match(value) or value in {".", ".."}:
+            raise ValueError("a Kafka topic or group name: 1-249 characters of A-Z a-z 0-9 . _ -")
+        return value
+
+    @field_validator("alert_sinks")
+    @classmethod
+    def _check_alert_sinks(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        if not names or not set(names) <= {"builtin", "webhook", "kafka"}:
+            raise ValueError("a comma-separated list of builtin, webhook, kafka")
+        return ",".join(dict.fromkeys(names))
+
+    @field_validator(
+        "alert_warning", "alert_warning_reset", "alert_critical", "alert_critical_reset"
+    )
+    @classmethod
+    def _check_alert_probability(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError("a probability between 0 and 1")
+        return value
+
+    @field_validator(
+        "alert_pending_steps",
+        "alert_pending_ms",
+        "alert_repeat_ms",
+        "alert_flap_window_ms",
+        "alert_deadman_ms",
+    )
+    @classmethod
+    def _check_alert_non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("a number >= 0")
+        return value
+
+    @field_validator("alert_flap_count")
+    @classmethod
+    def _check_alert_flap(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError("a number >= 2")
+        return value
+
+    @field_validator("alert_webhook_timeout_s", "alert_retry_max_s")
+    @classmethod
+    def _check_alert_seconds(cls, value: float) -> float:
+        if not 0.0 < value <= 86400.0:
+            raise ValueError("a number of seconds > 0 and <= 86400")
+        return value
+
+    @model_validator(mode="after")
+    def _check_alert_rules(self) -> Settings:
+        if not self.alert_warning_reset <= self.alert_warning <= self.alert_critical:
+            raise SettingsError(
+                env_name("alert_warning"),
+                str(self.alert_warning),
+                f"{env_name('alert_warning_reset')} <= {env_name('alert_warning')} <= "
+                f"{env_name('alert_critical')}",
+            )
+        if not self.alert_critical_reset <= self.alert_critical:
+            raise SettingsError(
+                env_name("alert_critical_reset"),
+                str(self.alert_critical_reset),
+                f"a value <= {env_name('alert_critical')}={self.alert_critical}",
+            )
+        if "webhook" in self.alert_sinks.split(",") and not self.alert_webhook_url:
+            raise SettingsError(
+                env_name("alert_sinks"), self.alert_sinks, f"{env_name('alert_webhook_url')} set"
+            )
+        return self
+
     instance_id: str = Field(
         default_factory=_default_instance,
         description="This instance's stable name (default: host name); makes the Kafka "
