@@ -21,3 +21,45 @@ def keras() -> Any:
 def optional(name: str) -> Any:
     """A backend library by name (``tensorflow``, ``jax``, ``torch``)."""
     return importlib.import_module(name)
+
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def gpu_count() -> int:
+    """GPUs the Keras backend can see."""
+    name = keras().backend.backend()
+    if name == "tensorflow":
+        return len(optional("tensorflow").config.list_physical_devices("GPU"))
+    if name == "jax":
+        jax = optional("jax")
+        return sum(1 for d in jax.devices() if d.platform == "gpu")
+    if name == "torch":
+        return int(optional("torch").cuda.device_count())
+    return 0
+
+
+def select_device(kind: str) -> str:
+    """The Keras device name to run on for ``--device auto|cpu|gpu`` (``cpu:0`` or ``gpu:0``).
+
+    With ``cpu`` on the TensorFlow backend, GPUs are also hidden from TensorFlow (call this
+    before any model is built or loaded).
+
+    Raises:
+        ModelError: ``gpu`` was asked for and the backend sees none, or an unknown kind.
+    """
+    from models.errors import ModelError
+
+    if kind not in DEVICES:
+        raise ModelError(f"--device: value {kind!r} is not valid: expected auto, cpu or gpu")
+    gpus = gpu_count()
+    if kind == "gpu" and gpus == 0:
+        raise ModelError(
+            f"--device gpu: the Keras backend ({keras().backend.backend()}) sees no GPU on this "
+            "machine: use --device cpu or auto"
+        )
+    if kind == "cpu" or gpus == 0:
+        if gpus and keras().backend.backend() == "tensorflow":
+            optional("tensorflow").config.set_visible_devices([], "GPU")
+        return "cpu:0"
+    return "gpu:0"

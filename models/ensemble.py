@@ -11,7 +11,7 @@ The feature spec (normalization, regimes) is fitted on all training machines: it
 labels, and one spec is what a served model needs.
 
 >>> fold_machines(["a", "b", "c", "d", "e"], 2, seed=0)
-[['a', 'c', 'e'], ['b', 'd']]
+[['c', 'd', 'e'], ['a', 'b']]
 """
 
 from __future__ import annotations

@@ -1,0 +1,295 @@
+"""Benchmark: the scorer (not a test; run by `make bench`).
+
+1. Model throughput: windows scored per second by one model call of each batch size
+   (``--batches``), for the plant feature rules (144 features per step) and the default
+   network (GRU(32), L = 50), median/min/max of ``--runs`` runs of ~1 s each.
+2. Delay at a fixed offered load, against the real broker: ``--machines`` machines at one
+   feature step per second each for ``--seconds`` seconds into a fresh features topic;
+   `plantwatch score` (a subprocess, default settings: max batch 256, max wait 200 ms)
+   scores them. The delay of each prediction is its append time on the predictions topic
+   minus its feature record's append time on the features topic (both topics use
+   LogAppendTime); p50/p99/max over the steps after warm-up. The scorer keeps up when
+   every step's predictions are out and the p99 stays well under the 1 s step period.
+
+    python bench/bench_scorer.py --machines 10000 --seconds 40 --out bench/results/scorer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from plantwatch.connections import kafka_config
+from plantwatch.presets import PRESETS
+from plantwatch.settings import Settings, load_settings
+
+WINDOW = PRESETS["plant"]
+L, MIN_STEPS = 50, 10
+
+
+def make_model(path: Path) -> Path:
+    """A random-weight default network on the plant rules; ~5% of windows above 0.5 x threshold."""
+    from features.spec import fit_spec
+    from models.artifact import ModelMeta, save_artifact
+    from models.network import build_model
+
+    F = len(WINDOW.feature_names())
+    spec = fit_spec(np.random.default_rng(0).normal(size=(500, F)), WINDOW, sequence_length=L)
+    meta = ModelMeta(30, MIN_STEPS, 0.5, (4.0, -4.0), "gru", "bench", "2026-01-01T00:00:00")
+    return save_artifact(path, build_model(L, F, "gru", units=32, seed=0), spec, meta)
+
+
+def throughput(model: Path, batches: list[int], runs: int) -> dict[str, Any]:
+    """Windows per second of one model call per batch size."""
+    from models.servable import load_servable
+
+    out: dict[str, Any] = {}
+    F = len(WINDOW.feature_names())
+    rng = np.random.default_rng(0)
+    for size in batches:
+        served = load_servable(model, WINDOW, "cpu:0", size)
+        x = rng.normal(size=(size, L, F)).astype(np.float32)
+        mask = np.ones((size, L), dtype=bool)
+        rates = []
+        for _ in range(runs):
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < 1.0:
+                served.logits(x, mask)
+                n += size
+            rates.append(n / (time.perf_counter() - start))
+        out[str(size)] = {
+            "median": statistics.median(rates),
+            "min": min(rates),
+            "max": max(rates),
+        }
+        print(
+            f"model throughput batch {size:5d}: {statistics.median(rates):9.0f} windows/s "
+            f"(min {min(rates):.0f}, max {max(rates):.0f})",
+            flush=True,
+        )
+    return out
+
+
+def _topics(settings: Settings, names: list[str]) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**kafka_config(settings))
+    spec = {"num_partitions": 3, "replication_factor": -1}
+    admin.create_topics(
+        {n: {**spec, "configs": {"message.timestamp.type": "LogAppendTime"}} for n in names}
+    )
+    admin.close()
+
+
+def _offer(
+    settings: Settings, topic: str, machines: int, seconds: int, late: list[float], paced: bool
+) -> None:
+    """``machines`` records per second (one step of each machine), paced by wall time."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(
+        **kafka_config(settings, acks=1, linger_ms=20, batch_size=1 << 20, enable_idempotence=False)
+    )
+    cfg = WINDOW.fingerprint().encode()
+    rng = np.random.default_rng(1)
+    ids = [f"machine-{i:05d}" for i in range(machines)]
+    values = [
+        orjson.dumps([float(v) for v in rng.normal(size=len(WINDOW.feature_names()))])
+        for _ in range(64)
+    ]
+    start = time.monotonic()
+    for step in range(seconds):
+        begin, end = str(step * WINDOW.step_ms).encode(), str((step + 1) * WINDOW.step_ms).encode()
+        for i, eid in enumerate(ids):
+            value = b"".join(
+                (
+                    b'{"v":1,"equipment_id":"', eid.encode(), b'","step_start":', begin,
+                    b',"step_end":', end, b',"config":"', cfg, b'","values":',
+                    values[(i + step) % 64], b"}",
+                )
+            )  # fmt: skip
+            producer.send(topic, key=eid.encode(), value=value)
+        producer.flush()
+        late.append(time.monotonic() - start - step)
+        if paced:
+            time.sleep(max(0.0, start + step + 1 - time.monotonic()))
+    producer.close()
+
+
+def _read(
+    settings: Settings, topic: str, field: str, flagged: list[int] | None = None
+) -> dict[tuple[str, int], int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        **kafka_config(settings, isolation_level="read_committed", max_poll_records=5000)
+    )
+    tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    out: dict[tuple[str, int], int] = {}
+    empty = 0
+    while empty < 6:
+        polled = consumer.poll(timeout_ms=500)
+        empty = 0 if polled else empty + 1
+        for messages in polled.values():
+            for m in messages:
+                doc = orjson.loads(m.value)
+                out[(doc["equipment_id"], doc[field])] = m.timestamp
+                if flagged is not None and doc.get("top_sensors"):
+                    flagged.append(1)
+    consumer.close()
+    return out
+
+
+def load_test(
+    settings: Settings,
+    model: Path,
+    machines: int,
+    seconds: int,
+    extra: list[str],
+    backlog: bool = False,
+) -> dict[str, Any]:
+    """Append-to-append delay at a fixed offered load (``backlog``: capacity on a full topic)."""
+    tag = uuid.uuid4().hex[:8]
+    features, preds, dlq = f"bench-f-{tag}", f"bench-p-{tag}", f"bench-fdlq-{tag}"
+    _topics(settings, [features, preds, dlq])
+    env = dict(os.environ)
+    env.update(
+        PLANTWATCH_TOPIC_FEATURES=features,
+        PLANTWATCH_TOPIC_PREDICTIONS=preds,
+        PLANTWATCH_TOPIC_FEATURES_DLQ=dlq,
+        PLANTWATCH_SCORER_GROUP=f"bench-scorer-{tag}",
+        PLANTWATCH_INSTANCE_ID=f"bench-{tag}",
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    log = Path(tempfile.mkdtemp()) / "score.log"
+    cmd = [sys.executable, "-c", "from plantwatch.cli import main; main()", "score"]
+    late: list[float] = [0.0]
+    if backlog:
+        _offer(settings, features, machines, seconds, late, paced=False)
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [*cmd, "--model", str(model), "--idle-exit", "5", "--log-every", "5", *extra],
+            env=env,
+            stdout=err,
+            stderr=err,
+        )
+        while "score: assigned" not in log.read_text():
+            if proc.poll() is not None:
+                raise SystemExit(log.read_text()[-3000:])
+            time.sleep(0.2)
+        if not backlog:
+            args = (settings, features, machines, seconds, late, True)
+            offer = threading.Thread(target=_offer, args=args)
+            offer.start()
+            offer.join()
+        proc.wait(timeout=600)
+    fed = _read(settings, features, "step_end")
+    flagged: list[int] = []
+    got = _read(settings, preds, "window_end", flagged)
+    _drop(settings, [features, preds, dlq])
+    warm = (MIN_STEPS + 5) * WINDOW.step_ms
+    delays = np.array([got[k] - fed[k] for k in got if k[1] > warm], dtype=np.float64)
+    expected = machines * (seconds - MIN_STEPS + 1)
+    span_s = max((max(got.values()) - min(got.values())) / 1000, 1e-3)
+    if backlog:
+        capacity = {
+            "records": len(fed),
+            "predictions": len(got),
+            "span_s": span_s,
+            "predictions_per_s": len(got) / span_s,
+            "attributed_share": len(flagged) / max(len(got), 1),
+        }
+        print(
+            f"capacity on a backlog of {len(fed)} records ({machines} machines): "
+            f"{len(got) / span_s:.0f} predictions/s ({len(got)} in {span_s:.1f}s, scorer "
+            f"alone with the broker; top sensors for {100 * len(flagged) / len(got):.1f}%)",
+            flush=True,
+        )
+        return capacity
+    result = {
+        "machines": machines,
+        "steps_per_s": 1,
+        "seconds": seconds,
+        "feature_records": len(fed),
+        "predictions": len(got),
+        "expected_predictions": expected,
+        "producer_max_late_s": max(late),
+        "attributed_share": len(flagged) / max(len(got), 1),
+        "delay_ms": {
+            "p50": float(np.percentile(delays, 50)),
+            "p99": float(np.percentile(delays, 99)),
+            "max": float(delays.max()),
+        },
+        "scorer_log_tail": [ln for ln in log.read_text().splitlines() if "score:" in ln][-3:],
+    }
+    print(
+        f"offered load {machines} machines x 1 step/s for {seconds}s: {len(got)}/{expected} "
+        f"predictions, append-to-append delay p50 {result['delay_ms']['p50']:.0f} ms, "
+        f"p99 {result['delay_ms']['p99']:.0f} ms, max {result['delay_ms']['max']:.0f} ms "
+        f"(producer at most {max(late):.2f}s behind its schedule; top sensors computed for "
+        f"{100 * len(flagged) / max(len(got), 1):.1f}% of predictions)",
+        flush=True,
+    )
+    return result
+
+
+def _drop(settings: Settings, topics: list[str]) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**kafka_config(settings))
+    admin.delete_topics(topics, raise_errors=False)
+    admin.close()
+
+
+def main() -> None:
+    """Run both parts and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batches", default="1,64,256,1024")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--machines", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=40)
+    parser.add_argument("--max-batch", type=int, default=None)
+    parser.add_argument(
+        "--attribution-fraction",
+        type=float,
+        default=None,
+        help="PLANTWATCH_SCORER_ATTRIBUTION_FRACTION for the scorer (default: its default)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results/scorer.json"))
+    args = parser.parse_args()
+    settings = load_settings()
+    model = make_model(Path(tempfile.mkdtemp()) / "model")
+    batches = [int(b) for b in args.batches.split(",")]
+    extra = ["--max-batch", str(args.max_batch)] if args.max_batch else []
+    if args.attribution_fraction is not None:
+        os.environ["PLANTWATCH_SCORER_ATTRIBUTION_FRACTION"] = str(args.attribution_fraction)
+    result = {
+        "cores": os.cpu_count(),
+        "scorer_options": extra,
+        "attribution_fraction": args.attribution_fraction,
+        "network": "gru(32), L=50, 144 features (plant rules)",
+        "throughput_windows_per_s": throughput(model, batches, args.runs),
+        "capacity": load_test(settings, model, args.machines, 25, extra, backlog=True),
+        "load": load_test(settings, model, args.machines, args.seconds, extra),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+"""The scorer stage: feature records in, one prediction per machine per step out.
+
+::
+
+    poll -> decode (bad or foreign-config records -> DLQ) -> normalize -> per-machine window
+         -> pending batch (windows of many machines)
+    when max_batch windows are pending or the oldest waited max_wait_ms:
+         -> model calls of pinned sizes -> predictions (+ top sensors)
+         -> one Kafka transaction: predictions, dead letters, offsets (+ rewind metadata)
+    between batches: take a new model if the watcher has one ready
+
+On assignment (start, rebalance, or a swap to a model with other normalization) each
+partition is sought back to the rewind offset in its commit metadata and replayed up to
+its committed offset: windows (and, for a model with the age feature, ages) are rebuilt
+without re-emitting a prediction. A failed transaction (e.g. the group rebalanced while a
+batch was pending) drops the batch and rebuilds all windows the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from features.config import WindowConfig
+from ingest.featurestage import commit_metadata, parse_rewind
+from models.buffers import MachineBuffers
+from models.errors import ModelError
+from models.hotswap import ModelWatcher
+from models.predictions import Prediction, encode_prediction
+from models.scoremetrics import ScorerMetrics
+from models.scoring import Batch, Batcher, score
+from models.servable import Servable, describe
+
+log = logging.getLogger("plantwatch.score")
+
+
+class ScorerKafkaError(ModelError):
+    """Kafka refused a batch's transaction for good (e.g. this instance was fenced)."""
+
+
+@dataclass(frozen=True)
+class ScorerConfig:
+    """How the scorer loop behaves (see ``plantwatch score --help``)."""
+
+    topic: str = "features"
+    predictions_topic: str = "predictions"
+    dlq_topic: str = "features.dlq"
+    max_batch: int = 256
+    max_wait_ms: int = 200
+    poll_timeout_ms: int = 500
+    max_poll_records: int = 2000
+    attribution_fraction: float = 0.5
+    log_every_s: float = 10.0
+
+
+@dataclass
+class _Flight:
+    """A closed batch being scored, with the offsets it will commit."""
+
+    batch: Batch
+    commit: dict[Any, Any]
+    future: Future[list[Prediction]]
+    model: Servable
+
+
+class ScorerService:
+    """Runs the scorer loop over a kafka-python consumer and a transactional producer.
+
+    Args:
+        consumer: a ``KafkaConsumer`` (read_committed, no auto commit; ``run`` subscribes).
+        producer: a ``KafkaProducer`` with a ``transactional_id``.
+        servable: the model to start with.
+        window: the feature rules in use (records with another fingerprint are refused).
+        config: loop settings.
+        metrics: counters (a fresh set by default).
+        watcher: finds new models (None: no hot swap).
+    """
+
+    def __init__(
+        self,
+        consumer: Any,
+        producer: Any,
+        servable: Servable,
+        window: WindowConfig,
+        config: ScorerConfig,
+        metrics: ScorerMetrics | None = None,
+        watcher: ModelWatcher | None = None,
+    ) -> None:
+        self._consumer, self._producer = consumer, producer
+        self.model = servable
+        self.window = window
+        self.fingerprint = window.fingerprint()
+        self.config = config
+        self.metrics = metrics or ScorerMetrics()
+        self.watcher = watcher
+        self.batcher = Batcher(self._new_buffers(), self.fingerprint)
+        self._pending_rewind: set[Any] = set()
+        self._revoked = threading.Event()
+        self._errors: list[BaseException] = []
+        producer.init_transactions()
+
+    def _new_buffers(self) -> MachineBuffers:
+        n_features = len(self.window.feature_names())
+        return MachineBuffers(self.model.length, n_features, self.window.step_ms)
+
+    # --- group membership and rebuilds ---------------------------------------------------
+    def subscribe(self) -> None:
+        """Join the group; assignments are rewound in the loop (callbacks run on the IO thread)."""
+        from kafka import ConsumerRebalanceListener
+
+        service = self
+
+        class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                service._revoked.set()
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                service._pending_rewind.update(assigned)
+                log.info("score: assigned %s", sorted(tp.partition for tp in assigned))
+
+        self._consumer.subscribe([self.config.topic], listener=_Listener())
+
+    def rebuild_all(self) -> None:
+        """Forget every window; rewind every assigned partition before its next record."""
+        self.batcher = Batcher(self._new_buffers(), self.fingerprint)
+        self._pending_rewind.update(self._consumer.assignment())
+
+    def _rewind(self, polled: dict[Any, list[Any]]) -> None:
+        while self._pending_rewind:
+            tp = self._pending_rewind.pop()
+            if tp not in self._consumer.assignment():
+                continue
+            committed = self._consumer.committed(tp, metadata=True)
+            polled.pop(tp, None)
+            self.batcher.buffers.forget(self.batcher.machines_of.pop(tp, set()))
+            self.batcher.replay_until.pop(tp, None)
+            if committed is None:
+                self._consumer.seek_to_beginning(tp)
+                continue
+            rewind = parse_rewind(committed.metadata)
+            self._consumer.seek(tp, rewind if rewind is not None else committed.offset)
+            if rewind is not None and rewind < committed.offset:
+                self.batcher.replay_until[tp] = committed.offset
+                log.info(
+                    "score: partition %d: replaying offsets %d..%d to rebuild windows",
+                    tp.partition,
+                    rewind,
+                    committed.offset,
+                )
+
+    def _commit_offsets(self, offsets: dict[Any, int]) -> dict[Any, Any]:
+        from kafka import OffsetAndMetadata
+
+        age = self.model.artifact.meta.age_scale is not None
+        out = {}
+        for tp, offset in offsets.items():
+            found = self.batcher.buffers.rewind_offset(
+                self.batcher.machines_of.get(tp, ()), segment=age
+            )
+            rewind = offset if found is None else min(offset, found)
+            out[tp] = OffsetAndMetadata(offset, commit_metadata(rewind), -1)
+        return out
+
+    def launch(self, batch: Batch, pool: ThreadPoolExecutor) -> _Flight:
+        """Close the batch: fix its commit (rewind) now, score it on the model thread."""
+        commit = self._commit_offsets(batch.offsets)
+        return _Flight(
+            batch,
+            commit,
+            pool.submit(
+                score, batch, self.model, self.window.step_ms, self.config.attribution_fraction
+            ),
+            self.model,
+        )
+
+    def finish(self, flight: _Flight) -> bool:
+        """Commit a scored batch in one transaction; False if it was dropped (rebuild)."""
+        from kafka.errors import KafkaError, ProducerFencedError
+
+        preds = flight.future.result()
+        batch = flight.batch
+        try:
+            self._producer.begin_transaction()
+            for p in preds:
+                self._producer.send(
+                    self.config.predictions_topic,
+                    key=p.equipment_id.encode(),
+                    value=encode_prediction(p),
+                ).add_errback(self._errors.append)
+            for d in batch.dead:
+                self._producer.send(
+                    self.config.dlq_topic, key=d.key, value=d.value, headers=d.headers
+                ).add_errback(self._errors.append)
+            self._producer.send_offsets_to_transaction(
+                flight.commit, self._consumer.group_metadata()
+            )
+            self._producer.commit_transaction()
+        except ProducerFencedError as exc:
+            raise ScorerKafkaError(
+                "another scorer instance with the same transactional id took over; give each "
+                "instance its own PLANTWATCH_INSTANCE_ID"
+            ) from exc
+        except KafkaError as exc:
+            self._errors.clear()
+            with contextlib.suppress(KafkaError):
+                self._producer.abort_transaction()
+            log.warning("score: batch not committed (%s: %s); rebuilding", type(exc).__name__, exc)
+            self.rebuild_all()
+            return False
+        if self._errors:
+            first = self._errors[0]
+            raise ScorerKafkaError(
+                f"Kafka did not acknowledge the batch's outputs ({type(first).__name__}: "
+                f"{first}); stopping so that the batch is replayed"
+            )
+        self.metrics.model_seconds.observe(batch.model_seconds)
+        self.metrics.add(batch.records, len(preds), batch.warming, batch.duplicates, batch.reasons)
+        self._update_lag(batch.offsets)
+        return True
+
+    def _swap(self) -> bool:
+        """Take a ready new model; True when windows are rebuilt (drop the pending batch)."""
+        new = self.watcher.take() if self.watcher is not None else None
+        if new is None:
+            return False
+        old = self.model
+        if new.length != old.length:
+            self.watcher.refused[new.version] = "other sequence length"  # type: ignore[union-attr]
+            self.watcher.current = old.version  # type: ignore[union-attr]
+            log.error(
+                "score: refused model %s: its sequence length %d differs from the served %d "
+                "(restart the scorer to serve it); still serving %s",
+                new.version,
+                new.length,
+                old.length,
+                old.version,
+            )
+            return False
+        self.model = new
+        log.info("score: model swap %s -> %s %s", old.version, new.version, describe(new))
+        same_rules = new.artifact.meta.min_steps == old.artifact.meta.min_steps
+        if new.artifact.spec == old.artifact.spec and same_rules:
+            return False
+        self.rebuild_all()  # other normalization: rebuild windows from the topic
+        return True
+
+    # --- the loop ------------------------------------------------------------------------
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        idle_exit_s: float | None = None,
+        on_log: Callable[[str], None] | None = None,
+    ) -> ScorerMetrics:
+        """Consume until ``stop`` is set (or nothing arrived for ``idle_exit_s`` seconds).
+
+        One batch at a time is scored on a model thread while the next one fills; batches
+        commit in order, the next closes only after the previous one committed.
+        """
+        emit = on_log or log.info
+        cfg = self.config
+        self.subscribe()
+        batch, flight, idle_since = Batch(), None, time.monotonic()
+        last_log, logged = time.monotonic(), 0
+        pool = ThreadPoolExecutor(1, thread_name_prefix="score-model")
+        try:
+            while not stop.is_set():
+                wait = cfg.poll_timeout_ms if flight is None else 5
+                if batch.since is not None:
+                    left = cfg.max_wait_ms - (time.monotonic() - batch.since) * 1000
+                    wait = int(max(0, min(wait, left)))
+                polled = self._consumer.poll(timeout_ms=wait, max_records=cfg.max_poll_records)
+                if self._revoked.is_set():
+                    # Pending batches may hold records of revoked partitions: drop them and
+                    # rebuild from the committed offsets (eager rebalances reassign all).
+                    self._revoked.clear()
+                    if flight is not None:
+                        flight.future.result()
+                    flight, batch = None, Batch()
+                    self.rebuild_all()
+                self._rewind(polled)
+                now = time.monotonic()
+                if polled:
+                    batch.since = now if batch.since is None else batch.since
+                    self.batcher.add(polled, batch, self.model)
+                    idle_since = now
+                if flight is not None and flight.future.done():
+                    batch = batch if self.finish(flight) else Batch()
+                    flight = None
+                due = batch.since is not None and (now - batch.since) * 1000 >= cfg.max_wait_ms
+                if batch.offsets and (len(batch.windows) >= cfg.max_batch or due):
+                    if flight is not None:
+                        if not self.finish(flight):
+                            batch = Batch()
+                        flight = None
+                    if batch.offsets:
+                        flight, batch = self.launch(batch, pool), Batch()
+                if flight is None and self._swap():
+                    batch = Batch()
+                if now - last_log >= cfg.log_every_s:
+                    emit(self._line((self.metrics.records - logged) / (now - last_log)))
+                    last_log, logged = now, self.metrics.records
+                idle = idle_exit_s is not None and now - idle_since >= idle_exit_s
+                if idle and flight is None and not batch.offsets:
+                    break
+            done = self.finish(flight) if flight is not None else True
+            if done and batch.offsets:
+                self.finish(self.launch(batch, pool))
+        finally:
+            pool.shutdown(wait=True)
+        emit(self._line(0.0))
+        return self.metrics
+
+    def _line(self, rate: float) -> str:
+        m = self.model
+        return self.metrics.line(rate, m.device, m.calls, m.call_seconds) + f" model={m.version}"
+
+    def _update_lag(self, offsets: dict[Any, int]) -> None:
+        lag = 0
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is not None and tp in offsets:
+                lag += max(0, high - offsets[tp])
+        self.metrics.set_lag(lag)

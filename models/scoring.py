@@ -1,0 +1,165 @@
+"""The scorer's batches, without Kafka: records in -> windows queued -> predictions out.
+
+:class:`Batcher` decodes one poll's records (refusals become dead letters), normalizes them
+with the served model's spec, pushes them into the machines' windows and queues each
+advanced window that has at least ``min_steps`` real steps; records below a partition's
+replay mark only rebuild windows. :func:`score` turns a batch's windows into predictions
+(model calls of pinned sizes, top sensors for the windows near or above the threshold).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from features.spec import normalize
+from ingest.dlq import DeadLetter, dead_letter
+from models.buffers import MachineBuffers
+from models.featuredecode import decode_fast
+from models.predictions import Prediction
+from models.servable import Servable
+
+
+@dataclass
+class Batch:
+    """Records polled since the last commit: queued windows, dead letters, next offsets.
+
+    ``windows`` rows are ``(equipment_id, window_end, x, mask, age, steps)``.
+    """
+
+    windows: list[tuple[str, int, Any, Any, int, int]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    offsets: dict[Any, int] = field(default_factory=dict)
+    reasons: Counter[str] = field(default_factory=Counter)
+    records: int = 0
+    warming: int = 0
+    duplicates: int = 0
+    since: float | None = None
+    model_seconds: float = 0.0
+
+
+@dataclass
+class Batcher:
+    """Feeds polled records into the windows and a batch.
+
+    Attributes:
+        buffers: the machines' windows.
+        fingerprint: the feature rules' fingerprint records must carry.
+        machines_of: the machines seen per partition (for rewinds).
+        replay_until: per replaying partition, its committed offset.
+    """
+
+    buffers: MachineBuffers
+    fingerprint: str
+    machines_of: dict[Any, set[str]] = field(default_factory=dict)
+    replay_until: dict[Any, int] = field(default_factory=dict)
+
+    def _refusal(self, raw: bytes | None) -> tuple[Any, str, str]:
+        record, reason = decode_fast(raw)
+        if record is None:
+            return None, "not_a_feature_record", str(reason)
+        if record.config != self.fingerprint:
+            return None, "config_mismatch", (
+                f"field 'config': value {record.config!r} is not the scorer's feature rules: "
+                f"expected {self.fingerprint}"
+            )  # fmt: skip
+        if len(record.values) != self.buffers.n_features:
+            return None, "config_mismatch", (
+                f"field 'values': {len(record.values)} values: expected {self.buffers.n_features}"
+            )  # fmt: skip
+        return record, "", ""
+
+    def add(self, polled: dict[Any, list[Any]], batch: Batch, model: Servable) -> None:
+        """Decode, window and queue one poll's records."""
+        min_steps = model.artifact.meta.min_steps
+        for tp, messages in polled.items():
+            until = self.replay_until.get(tp)
+            good: list[tuple[Any, Any]] = []
+            for message in messages:
+                replaying = until is not None and message.offset < until
+                batch.offsets[tp] = message.offset + 1
+                batch.records += 0 if replaying else 1
+                record, code, detail = self._refusal(message.value)
+                if record is not None:
+                    good.append((message, record))
+                elif not replaying:
+                    batch.dead.append(
+                        dead_letter(
+                            tp.topic,
+                            tp.partition,
+                            message.offset,
+                            message.timestamp,
+                            message.key,
+                            message.value,
+                            code,
+                            detail,
+                            stage="score",
+                        )
+                    )
+                    batch.reasons[code] += 1
+            if good:
+                Z = normalize(model.artifact.spec, np.stack([r.values for _, r in good]))
+                self._push(tp, good, Z.astype(np.float32), until, batch, min_steps)
+            if until is not None and batch.offsets[tp] >= until:
+                del self.replay_until[tp]
+
+    def _push(
+        self,
+        tp: Any,
+        good: list[tuple[Any, Any]],
+        Z: Any,
+        until: int | None,
+        batch: Batch,
+        min_steps: int,
+    ) -> None:
+        machines = self.machines_of.setdefault(tp, set())
+        for (message, record), z in zip(good, Z, strict=True):
+            eid = record.equipment_id
+            verdict = self.buffers.push(eid, record.step_start, z, message.offset)
+            machines.add(eid)
+            if until is not None and message.offset < until:
+                continue
+            if verdict == "duplicate":
+                batch.duplicates += 1
+                continue
+            w = self.buffers.window(eid)
+            if w.steps < min_steps:
+                batch.warming += 1
+                continue
+            batch.windows.append((eid, record.step_end, w.x, w.mask, w.age, w.steps))
+
+
+def score(batch: Batch, m: Servable, step_ms: int, attribution_fraction: float) -> list[Prediction]:
+    """Predictions of the batch's windows, in queue order."""
+    if not batch.windows:
+        return []
+    spent = m.call_seconds
+    mask = np.stack([w[3] for w in batch.windows])
+    ages = np.array([w[4] for w in batch.windows])
+    x = m.inputs(np.stack([w[2] for w in batch.windows]), mask, ages)
+    logits = m.logits(x, mask)
+    proba = m.probability(logits)
+    meta = m.artifact.meta
+    hot = np.flatnonzero(proba >= attribution_fraction * meta.threshold)
+    tops: dict[int, tuple[tuple[str, float], ...]] = {}
+    if len(hot):
+        tops = dict(zip(hot.tolist(), m.attribute(x[hot], mask[hot], logits[hot]), strict=True))
+    batch.model_seconds = m.call_seconds - spent
+    horizon_ms = meta.horizon_steps * step_ms
+    return [
+        Prediction(
+            eid,
+            end,
+            float(proba[i]),
+            meta.threshold,
+            m.version,
+            meta.horizon_steps,
+            horizon_ms,
+            steps,
+            tops.get(i, ()),
+        )
+        for i, (eid, end, _, _, _, steps) in enumerate(batch.windows)
+    ]

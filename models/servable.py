@@ -1,0 +1,182 @@
+"""A model ready to serve: loaded, checked, warmed up, scoring fixed-shape batches.
+
+Every model call gets a batch of one of a few pinned sizes (:func:`buckets`, up to the
+maximum batch), padded with empty windows, so the backend compiles each shape once and a
+window's result does not depend on how many others share its call (checked in
+``tests/models/test_servable.py``: a window scores bit-identically alone, in a full
+batch, at any position).
+
+Attribution is occlusion over sensor groups: for a window, each sensor's features are
+replaced by their normalized mean (0) over the whole window, and the drop of the logit is
+that sensor's contribution; shares are the clipped (>= 0) drops divided by their sum, the
+top :data:`TOP_K` are kept (floored to 4 decimals, so they sum to at most 1). It costs one
+extra window per sensor and is only computed for windows whose probability reaches
+``attribution_fraction`` x the alert threshold; others get an empty ``top_sensors``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from features.config import WindowConfig
+from models import backend
+from models.artifact import Artifact, load_artifact
+from models.buffers import age_column
+from models.errors import ArtifactError
+from models.evaluation import sigmoid
+from models.registry import artifact_version
+
+TOP_K = 3
+F32 = NDArray[np.float32]
+
+
+def buckets(max_batch: int) -> tuple[int, ...]:
+    """Pinned batch sizes: powers of 4 from 16 below ``max_batch``, then ``max_batch``.
+
+    >>> buckets(1), buckets(64), buckets(1000)
+    ((1,), (16, 64), (16, 64, 256, 1000))
+    """
+    sizes = [b for b in (4**k for k in range(2, 12)) if b < max_batch]
+    return (*sizes, max_batch)
+
+
+@dataclass
+class Servable:
+    """A loaded artifact with its version, scoring on one device.
+
+    Attributes:
+        artifact: the model, spec and meta.
+        version: the artifact's content version (:func:`models.registry.artifact_version`).
+        path: where it was loaded from.
+        device: the Keras device name (``cpu:0``, ``gpu:0``).
+        max_batch: the largest batch of one model call.
+    """
+
+    artifact: Artifact
+    version: str
+    path: Path
+    device: str
+    max_batch: int
+
+    def __post_init__(self) -> None:
+        names = self.artifact.spec.window.feature_names()
+        self.sizes = buckets(self.max_batch)
+        self.groups = [
+            (s, np.array([i for i, n in enumerate(names) if n.split("__", 1)[0] == s]))
+            for s in self.artifact.spec.window.sensors
+        ]
+        self.calls = 0
+        self.call_seconds = 0.0
+
+    @property
+    def length(self) -> int:
+        """L."""
+        return self.artifact.spec.sequence_length
+
+    def inputs(self, x: F32, mask: NDArray[np.bool_], ages: NDArray[np.int64]) -> F32:
+        """The model's feature input: ``x`` plus the age column when the model has one."""
+        scale = self.artifact.meta.age_scale
+        if scale is None:
+            return x
+        return np.concatenate([x, age_column(ages, mask, scale)[..., None]], axis=2)
+
+    def logits(self, x: F32, mask: NDArray[np.bool_]) -> F32:
+        """Logits of N windows in calls of pinned sizes (padded with empty windows)."""
+        keras = backend.keras()
+        out = np.empty(len(x), dtype=np.float32)
+        for lo in range(0, len(x), self.max_batch):
+            n = min(self.max_batch, len(x) - lo)
+            size = next(b for b in self.sizes if b >= n)
+            bx = np.zeros((size, *x.shape[1:]), dtype=np.float32)
+            bm = np.zeros((size, x.shape[1]), dtype=bool)
+            bx[:n], bm[:n] = x[lo : lo + n], mask[lo : lo + n]
+            start = time.perf_counter()
+            with keras.device(self.device):
+                got = self.artifact.model.predict_on_batch({"features": bx, "mask": bm})
+            if isinstance(got, dict):
+                got = got["logit"]
+            self.call_seconds += time.perf_counter() - start
+            self.calls += 1
+            out[lo : lo + n] = np.asarray(got, dtype=np.float32).reshape(-1)[:n]
+        return out
+
+    def probability(self, logits: F32) -> NDArray[np.float64]:
+        """Calibrated probabilities."""
+        a, b = self.artifact.meta.calibration
+        return sigmoid(a * logits.astype(np.float64) + b)
+
+    def attribute(
+        self, x: F32, mask: NDArray[np.bool_], logits: F32
+    ) -> list[tuple[tuple[str, float], ...]]:
+        """Top sensors of each window by occlusion (see the module doc)."""
+        n, groups = len(x), self.groups
+        if n == 0:
+            return []
+        occluded = np.repeat(x, len(groups), axis=0)
+        for g, (_, cols) in enumerate(groups):
+            occluded[g :: len(groups), :, cols] = 0.0
+        drops = logits[:, None] - self.logits(occluded, np.repeat(mask, len(groups), 0)).reshape(
+            n, len(groups)
+        )
+        drops = np.maximum(drops.astype(np.float64), 0.0)
+        out: list[tuple[tuple[str, float], ...]] = []
+        for row in drops:
+            total = row.sum()
+            if total <= 0:
+                out.append(())
+                continue
+            order = np.argsort(-row, kind="stable")[:TOP_K]
+            top = [(groups[i][0], math.floor(row[i] / total * 1e4) / 1e4) for i in order]
+            out.append(tuple((s, v) for s, v in top if v > 0))
+        return out
+
+    def warm_up(self) -> None:
+        """One call per pinned size on empty windows (compiles every shape now)."""
+        f = self.artifact.spec.n_features + (self.artifact.meta.age_scale is not None)
+        for size in self.sizes:
+            self.logits(
+                np.zeros((size, self.length, f), np.float32), np.zeros((size, self.length), bool)
+            )
+        self.calls, self.call_seconds = 0, 0.0
+
+
+def load_servable(path: Path, window: WindowConfig, device: str, max_batch: int) -> Servable:
+    """Load, check against the feature rules, warm up.
+
+    Raises:
+        ArtifactError: unreadable, other feature rules (``ArtifactMismatch``), or the model
+            does not take this spec's windows (the warm-up call fails).
+    """
+    version = artifact_version(path)
+    keras = backend.keras()
+    with keras.device(device):
+        artifact = load_artifact(path, window)
+    servable = Servable(artifact, version, Path(path), device, max_batch)
+    try:
+        servable.warm_up()
+    except Exception as exc:  # any backend error means: cannot serve it
+        raise ArtifactError(
+            f"{path}: the model cannot score this spec's windows ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
+    return servable
+
+
+def describe(servable: Servable) -> dict[str, Any]:
+    """What a log line says about a model."""
+    meta = servable.artifact.meta
+    return {
+        "version": servable.version,
+        "L": servable.length,
+        "horizon_steps": meta.horizon_steps,
+        "min_steps": meta.min_steps,
+        "threshold": meta.threshold,
+        "age": meta.age_scale is not None,
+    }

@@ -1,0 +1,201 @@
+"""`plantwatch score`: the streaming scorer service."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plantwatch.cli.main import cli, configure_logging, settings_from
+from plantwatch.errors import PlantwatchError
+
+
+class NoModelError(PlantwatchError):
+    """No model to serve."""
+
+
+def _install_signals(stop: threading.Event, wake: list[Any]) -> None:
+    def handler(signum: int, _frame: Any) -> None:
+        click.echo(
+            f"score: {signal.Signals(signum).name}: finishing the batch and stopping", err=True
+        )
+        stop.set()
+
+    def hup(_signum: int, _frame: Any) -> None:
+        for w in wake:
+            w()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, hup)
+
+
+@cli.command("score")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Serve this model artifact directory, and swap when the artifact at this path "
+    "changes (e.g. a symlink flipped to another version). Default: the newest artifact in "
+    "PLANTWATCH_MODELS_DIR, and swap when a newer one appears there.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "gpu"]),
+    default=None,
+    help="Where to run the model: auto (a GPU when the Keras backend sees one, else the CPU), "
+    "cpu (GPUs hidden), gpu (an error when there is none) [default: PLANTWATCH_SCORER_DEVICE].",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1, 65536),
+    default=None,
+    help="Most windows per model call; one call serves many machines "
+    "[default: PLANTWATCH_SCORER_MAX_BATCH, 256].",
+)
+@click.option(
+    "--max-wait-ms",
+    type=click.IntRange(1, 65536),
+    default=None,
+    help="Score a batch once its oldest record waited this long, full or not "
+    "[default: PLANTWATCH_SCORER_MAX_WAIT_MS, 200].",
+)
+@click.option(
+    "--idle-exit",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Stop after this many seconds without a record (for tests, demos and benchmarks).",
+)
+@click.option(
+    "--log-every",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between progress lines (records, predictions, batch sizes, device, "
+    "model time, lag, rate).",
+)
+@click.pass_context
+def score_cmd(
+    ctx: click.Context,
+    model_path: Path | None,
+    device: str | None,
+    max_batch: int | None,
+    max_wait_ms: int | None,
+    idle_exit: float | None,
+    log_every: float,
+) -> None:
+    """Score feature records: one failure prediction per machine per step.
+
+    Reads the features topic in the consumer group PLANTWATCH_SCORER_GROUP (read_committed),
+    keeps the last L feature steps of each machine and scores the machines whose window
+    advanced in batches (--max-batch, --max-wait-ms). Each prediction goes to the
+    predictions topic, keyed by machine; machines with fewer real steps than the model's
+    min_steps get none yet. Records that do not decode or were computed with other feature
+    rules than PLANTWATCH_FEATURES_CONFIG go to PLANTWATCH_TOPIC_FEATURES_DLQ.
+
+    Predictions, dead letters and the offsets commit as one Kafka transaction per batch;
+    after a crash or rebalance the windows are rebuilt from the features topic without
+    emitting a prediction twice. A new model version (see --model) is loaded, checked and
+    warmed up in the background and takes over between batches; a broken one is refused
+    and the old one keeps serving. SIGHUP checks for a new model now; Ctrl-C (SIGINT) or
+    SIGTERM finishes the batch, commits and exits.
+    """
+    settings = settings_from(ctx)
+    configure_logging()
+    from models.hotswap import newest_artifact
+
+    directory = model_path is None
+    source = settings.models_dir if model_path is None else model_path
+    first = newest_artifact(source) if directory else source
+    if first is None:
+        raise NoModelError(
+            f"no model artifact in {source} (PLANTWATCH_MODELS_DIR): train one with "
+            "`plantwatch train --out DIR` into that directory, or give --model PATH"
+        )
+    from plantwatch.presets import load_window_config
+
+    window = load_window_config(settings.features_config)
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from models import backend
+    from models.hotswap import ModelWatcher
+    from models.scorer import ScorerConfig, ScorerService
+    from models.servable import describe, load_servable
+    from plantwatch.connections import kafka_config, kafka_errors
+    from plantwatch.topics import ensure_topics, partitions_of
+
+    config = ScorerConfig(
+        topic=settings.topic_features,
+        predictions_topic=settings.topic_predictions,
+        dlq_topic=settings.topic_features_dlq,
+        max_batch=max_batch or settings.scorer_max_batch,
+        max_wait_ms=max_wait_ms or settings.scorer_max_wait_ms,
+        attribution_fraction=settings.scorer_attribution_fraction,
+        log_every_s=log_every,
+    )
+    keras_device = backend.select_device(device or settings.scorer_device)
+
+    def load(path: Path) -> Any:
+        return load_servable(path, window, keras_device, config.max_batch)
+
+    servable = load(first)
+    click.echo(
+        f"score: serving {first} {describe(servable)} on {keras_device} "
+        f"(backend {backend.keras().backend.backend()}), max_batch={config.max_batch} "
+        f"max_wait_ms={config.max_wait_ms}",
+        err=True,
+    )
+    watcher = ModelWatcher(load, source, directory, servable.version, settings.scorer_model_poll_s)
+    metrics = None
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        from models.scoremetrics import ScorerMetrics
+
+        metrics = ScorerMetrics()
+        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+    stop = threading.Event()
+    _install_signals(stop, [watcher.wake])
+    partitions = partitions_of(settings, settings.topic_features) or settings.topic_partitions
+    outputs = [settings.topic_features, settings.topic_predictions, settings.topic_features_dlq]
+    ensure_topics(settings, dict.fromkeys(outputs, partitions))
+    with kafka_errors(settings):
+        consumer = KafkaConsumer(
+            **kafka_config(
+                settings,
+                group_id=settings.scorer_group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                isolation_level="read_committed",
+                max_poll_records=config.max_poll_records,
+                session_timeout_ms=10_000,
+                heartbeat_interval_ms=3_000,
+            )
+        )
+        producer = KafkaProducer(
+            **kafka_config(
+                settings,
+                acks="all",
+                # The commit flushes each batch: lingering only makes fewer, larger requests.
+                linger_ms=50,
+                batch_size=1 << 20,
+                transactional_id=f"{settings.scorer_group}-{settings.instance_id}",
+            )
+        )
+        service = ScorerService(consumer, producer, servable, window, config, metrics, watcher)
+        watcher.start()
+        try:
+            service.run(stop, idle_exit_s=idle_exit, on_log=lambda s: click.echo(s, err=True))
+        finally:
+            watcher.stop()
+            consumer.close()
+            producer.close(timeout=10)
+    m = service.metrics
+    click.echo(
+        f"scored {m.records} feature records: {m.predictions} predictions, {m.warming} warming "
+        f"up, {sum(m.dead.values())} dead letters, model {service.model.version}"
+    )

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.records import decode_feature, encode_feature
+from models.featuredecode import decode_fast
+
+GOOD = encode_feature("m-1", 0, 60000, "abc", np.array([1.5, np.nan, -3.0]))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        GOOD,
+        b'{"v":1,"equipment_id":"m","step_start":0,"step_end":10,"config":"c","values":[1,null,2]}',
+        None,
+        b"{not json",
+        b"[1]",
+        b'{"v":2}',
+        b'{"v":1,"equipment_id":"","step_start":0,"step_end":10,"config":"c","values":[1]}',
+        b'{"v":1,"equipment_id":"m","step_start":10,"step_end":10,"config":"c","values":[1]}',
+        b'{"v":1,"equipment_id":"m","step_start":true,"step_end":10,"config":"c","values":[1]}',
+        b'{"v":1,"equipment_id":"m","step_start":0,"step_end":10.0,"config":"c","values":[1]}',
+        b'{"v":1,"equipment_id":"m","step_start":0,"step_end":10,"config":"","values":[1]}',
+        b'{"v":1,"equipment_id":"m","step_start":0,"step_end":10,"config":"c","values":[]}',
+        b'{"v":1,"equipment_id":"m","step_start":0,"step_end":10,"config":"c","values":[true]}',
+        b'{"v":1,"equipment_id":"m","step_start":0,"step_end":10,"config":"c","values":["1"]}',
+        b'{"v":1,"equipment_id":"m","step_start":0,"step_end":10,"config":"c","values":[1e999]}',
+        b'{"v":1,"equipment_id":"m","step_start":0,"step_end":10,"config":"c","values":{"a":1}}',
+    ],
+)
+def test_fast_path_agrees_with_the_codec(raw: bytes | None) -> None:
+    fast, slow = decode_fast(raw), decode_feature(raw)
+    assert fast[1] == slow[1]
+    if slow[0] is None:
+        assert fast[0] is None
+    else:
+        assert fast[0] is not None
+        assert (fast[0].equipment_id, fast[0].step_start, fast[0].step_end, fast[0].config) == (
+            slow[0].equipment_id,
+            slow[0].step_start,
+            slow[0].step_end,
+            slow[0].config,
+        )
+        np.testing.assert_array_equal(fast[0].values, slow[0].values)
+        assert fast[0].values.dtype == slow[0].values.dtype

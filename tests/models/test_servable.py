@@ -1,0 +1,128 @@
+"""Serving a model: pinned shapes, bit-identical results, attribution, refusals, hot swap."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from features.config import WindowConfig
+from models.errors import ArtifactError, ArtifactMismatch, ModelError
+from models.hotswap import ModelWatcher, newest_artifact
+from models.registry import artifact_version
+from models.servable import Servable, load_servable
+from tests.models.tiny import WINDOW, F, L, make_artifact
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Servable:
+    path = make_artifact(tmp_path_factory.mktemp("m") / "v1", seed=1)
+    return load_servable(path, WINDOW, "cpu:0", 64)
+
+
+def _inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, L, F + 1)).astype(np.float32)
+    mask = np.ones((n, L), dtype=bool)
+    mask[::3, :4] = False
+    x[~mask] = 0.0
+    return x, mask
+
+
+def test_a_window_scores_bit_identically_whatever_its_batch(served: Servable) -> None:
+    x, mask = _inputs(150)
+    full = served.logits(x, mask)  # calls of 64, 64 and a padded 64
+    for i in (0, 5, 63, 64, 149):
+        alone = served.logits(x[i : i + 1], mask[i : i + 1])  # padded to 16
+        assert alone[0] == full[i]
+    rng = np.random.default_rng(1)
+    order = rng.permutation(150)
+    np.testing.assert_array_equal(served.logits(x[order], mask[order]), full[order])
+    assert served.calls > 0
+
+
+def test_attribution_shares(served: Servable) -> None:
+    x, mask = _inputs(20)
+    logits = served.logits(x, mask)
+    tops = served.attribute(x, mask, logits)
+    assert len(tops) == 20
+    for top in tops:
+        assert len(top) <= 3
+        assert all(name in WINDOW.sensors and share > 0 for name, share in top)
+        assert sum(share for _, share in top) <= 1.0
+        assert [s for _, s in top] == sorted((s for _, s in top), reverse=True)
+    assert any(tops)
+    assert served.attribute(x, mask, logits) == tops
+    # Only 'temp' (and the age column) is non-zero: no other sensor can be credited.
+    only = np.zeros_like(x)
+    temp = [i for i, n in enumerate(WINDOW.feature_names()) if n.startswith("temp__")]
+    only[:, :, temp] = x[:, :, temp] * 3
+    only[:, :, -1] = x[:, :, -1]
+    got = served.attribute(only, mask, served.logits(only, mask))
+    assert all(top in ((), (("temp", 1.0),)) for top in got)
+    assert (("temp", 1.0),) in got
+
+
+def test_a_wrong_feature_config_is_refused(tmp_path: Path) -> None:
+    path = make_artifact(tmp_path / "v", seed=2)
+    other = WindowConfig(sensors=("temp", "vib", "flow"), step_ms=2000, aggregates=("mean",))
+    with pytest.raises(ArtifactMismatch, match="'step_ms' differs"):
+        load_servable(path, other, "cpu:0", 16)
+
+
+def test_a_model_that_cannot_take_the_windows_is_refused(tmp_path: Path) -> None:
+    from features.spec import fit_spec
+    from models.artifact import ModelMeta, save_artifact
+    from models.network import build_model
+
+    spec = fit_spec(np.random.default_rng(0).normal(size=(50, F)), WINDOW, sequence_length=L)
+    meta = ModelMeta(5, 3, 0.3, (1.0, 0.0), "gru", "x", "2026-01-01T00:00:00+00:00")
+    save_artifact(tmp_path / "bad", build_model(L, F + 4, units=4), spec, meta)
+    with pytest.raises(ArtifactError, match="cannot score this spec's windows"):
+        load_servable(tmp_path / "bad", WINDOW, "cpu:0", 16)
+
+
+def test_watcher_takes_the_newest_and_remembers_a_broken_one(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    v1 = make_artifact(models / "a", seed=1, created_at="2026-01-01T00:00:00+00:00")
+    loads: list[Path] = []
+
+    def load(path: Path) -> Servable:
+        loads.append(path)
+        return load_servable(path, WINDOW, "cpu:0", 16)
+
+    watcher = ModelWatcher(load, models, True, artifact_version(v1), poll_s=60)
+    watcher.check()
+    assert watcher.take() is None
+    assert loads == []
+    v2 = make_artifact(models / "b", seed=2, created_at="2026-02-01T00:00:00+00:00")
+    assert newest_artifact(models) == v2
+    watcher.check()
+    got = watcher.take()
+    assert got is not None
+    assert got.version == artifact_version(v2) == watcher.current
+    broken = models / "c"
+    shutil.copytree(v2, broken)
+    spec = (broken / "spec.json").read_text().replace("2026-02-01", "2026-03-01")
+    (broken / "spec.json").write_text(spec)
+    (broken / "model.keras").write_bytes(b"not a keras file")
+    watcher.check()
+    watcher.check()
+    assert watcher.take() is None
+    assert loads.count(broken) == 1  # refused once, not retried
+    assert artifact_version(broken) in watcher.refused
+    assert watcher.current == artifact_version(v2)
+
+
+def test_gpu_on_a_machine_without_one_is_a_clear_error() -> None:
+    from models import backend
+
+    if backend.gpu_count():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ModelError, match="sees no GPU"):
+        backend.select_device("gpu")
+    assert backend.select_device("auto") == "cpu:0"
