@@ -1,0 +1,384 @@
+"""The alerting stage: predictions in; InfluxDB points, alert events and tickets out.
+
+One loop, one batch at a time::
+
+    poll -> skip records the store already applied (offset below its stored offset)
+         -> decode + known model version, else dead letter
+         -> per machine: state machine step -> failure_risk point, alerts points, tickets
+         -> InfluxDB write of all points (synchronous; paused + retried while it is down)
+         -> dead letters produced and flushed
+         -> ONE SQLite transaction: states, tickets, outbox rows, stored offsets
+         -> Kafka offsets commit
+
+A crash before the SQLite commit replays the batch: the points overwrite themselves and
+the state machine, restarted from the stored state, makes the same decisions. A crash
+between the SQLite commit and the Kafka commit replays records that the store already
+applied; they are skipped. The store is the truth about alert state, so after a
+rebalance the in-memory cache is dropped and states are read back from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from alerting import store
+from alerting.errors import DeadLetterError, TransientWriteError
+from alerting.influx import InfluxWriter, alert_line, risk_line
+from alerting.metrics import AlertMetrics
+from alerting.rules import RANK, Rules, Silences
+from alerting.state import AlertEvent, MachineState, check_deadman, step
+from alerting.tickets import new_ticket
+from ingest.dlq import DeadLetter, dead_letter
+from models.predictions import Prediction, decode_prediction
+
+log = logging.getLogger("plantwatch.alerting")
+TICKET_KINDS = ("transition", "unsilenced", "repeat")
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    """How the alerting loop behaves.
+
+    Attributes:
+        topic: the predictions topic.
+        dlq_topic: where refused prediction records go.
+        group: the consumer group (also the key of the stored offsets).
+        bucket: InfluxDB bucket named in tickets' Flux queries.
+        sinks: outbox sinks each new ticket goes to besides the store (webhook, kafka).
+        poll_timeout_ms: how long one poll waits for records.
+        max_poll_records: most records per batch.
+        log_every_s: seconds between progress lines.
+        backoff_max_s: longest wait between InfluxDB retries.
+        deadman_every_s: seconds between deadman checks.
+        crash_window_s: test hook: sleep between the store and the Kafka commit.
+    """
+
+    topic: str = "predictions"
+    dlq_topic: str = "predictions.dlq"
+    group: str = "plantwatch-alerting"
+    bucket: str = "plantwatch"
+    sinks: tuple[str, ...] = ()
+    poll_timeout_ms: int = 500
+    max_poll_records: int = 2000
+    log_every_s: float = 10.0
+    backoff_max_s: float = 30.0
+    deadman_every_s: float = 5.0
+    crash_window_s: float = 0.0
+
+
+@dataclass
+class _Batch:
+    lines: list[str] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
+    tickets: list[dict[str, Any]] = field(default_factory=list)
+    ended: list[tuple[str, int]] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)
+    offsets: dict[Any, int] = field(default_factory=dict)
+    consumed: int = 0
+
+
+class AlertingService:
+    """Runs the alerting loop over a kafka-python consumer and producer.
+
+    Args:
+        consumer: a ``KafkaConsumer`` (not subscribed; ``run`` subscribes it).
+        producer: a ``KafkaProducer`` for dead letters.
+        writer: the InfluxDB writer.
+        conn: the store connection of this loop.
+        rules: alert rules.
+        config: loop settings.
+        silences: returns the silences in force (re-read when their file changes).
+        known_version: whether a model version is known (unknown ones are dead letters).
+        metrics: counters (a fresh set by default).
+        wall: wall clock in seconds (deadman, ticket creation times).
+    """
+
+    def __init__(
+        self,
+        consumer: Any,
+        producer: Any,
+        writer: InfluxWriter,
+        conn: sqlite3.Connection,
+        rules: Rules,
+        config: AlertConfig,
+        silences: Callable[[], Silences],
+        known_version: Callable[[str], bool],
+        metrics: AlertMetrics | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._consumer, self._producer, self._writer = consumer, producer, writer
+        self._conn, self.rules, self.config = conn, rules, config
+        self._silences, self._known = silences, known_version
+        self.metrics = metrics or AlertMetrics()
+        self._wall = wall
+        self._states: dict[str, tuple[int, MachineState]] = {}
+        self._rebalanced = threading.Event()
+        self._errors: list[BaseException] = []
+
+    def subscribe(self) -> None:
+        """Join the group; a rebalance drops the state cache (the store is the truth)."""
+        from kafka import ConsumerRebalanceListener
+
+        service = self
+
+        class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            # kafka-python runs these on its IO thread: only set a flag here.
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                service._rebalanced.set()
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                service._rebalanced.set()
+                log.info("alert: assigned %s", sorted(tp.partition for tp in assigned))
+
+        self._consumer.subscribe([self.config.topic], listener=_Listener())
+
+    def _state(self, eid: str, partition: int) -> MachineState:
+        found = self._states.get(eid)
+        if found is None:
+            st = store.load_state(self._conn, eid) or MachineState(eid)
+            found = (partition, st)
+            self._states[eid] = found
+        elif found[0] != partition:
+            found = (partition, found[1])
+            self._states[eid] = found
+        return found[1]
+
+    def _record(self, b: _Batch, tp: Any, msg: Any, now_ms: int) -> None:
+        p, reason = decode_prediction(msg.value)
+        code = "bad_record"
+        if p is not None and not self._known(p.model_version):
+            reason, code = (
+                f"model_version {p.model_version!r} is not in the models directory",
+                "unknown_model_version",
+            )
+        if p is None or reason is not None:
+            b.dead.append(
+                dead_letter(
+                    tp.topic,
+                    tp.partition,
+                    msg.offset,
+                    msg.timestamp,
+                    msg.key,
+                    msg.value,
+                    code,
+                    reason or "",
+                    stage="alerting",
+                )
+            )
+            b.reasons[code] += 1
+            return
+        st = self._state(p.equipment_id, tp.partition)
+        fresh = st.last_time is None or p.window_end > st.last_time
+        silenced = self._silences().active(p.equipment_id, p.window_end)
+        events = step(
+            st,
+            p.window_end,
+            p.probability,
+            self.rules,
+            silenced=silenced,
+            wall_ms=now_ms,
+            top=list(p.top_sensors),
+        )
+        b.touched.add(p.equipment_id)
+        b.lines.append(risk_line(p, st.level if fresh else None))
+        self._events(b, st, events, p, now_ms)
+
+    def _events(
+        self,
+        b: _Batch,
+        st: MachineState,
+        events: list[AlertEvent],
+        p: Prediction | None,
+        now_ms: int,
+    ) -> None:
+        ticket_rank = RANK[self.rules.ticket_level]
+        for e in events:
+            b.lines.append(alert_line(e))
+            b.kinds[e.kind] += 1
+            if e.kind == "transition" and e.to_level == "OK":
+                b.ended.append((e.incident_key, e.time_ms))
+            if (
+                p is not None
+                and e.kind in TICKET_KINDS
+                and not e.silenced
+                and RANK.get(e.to_level, 0) >= ticket_rank
+            ):
+                b.tickets.append(
+                    new_ticket(
+                        st, e.to_level, e.time_ms, p.model_version, self.config.bucket, now_ms
+                    )
+                )
+
+    def process(self, polled: dict[Any, list[Any]]) -> dict[Any, int]:
+        """Apply one polled batch, make its outputs durable and commit it."""
+        if self._rebalanced.is_set():
+            self._rebalanced.clear()
+            self._states.clear()
+        b = _Batch()
+        now_ms = int(self._wall() * 1000)
+        applied = store.stored_offsets(self._conn, self.config.group, self.config.topic)
+        for tp, messages in polled.items():
+            floor = applied.get(tp.partition, -1)
+            for msg in messages:
+                b.offsets[tp] = msg.offset + 1
+                b.consumed += 1
+                if msg.offset < floor:
+                    self.metrics.skipped += 1
+                    continue
+                self._record(b, tp, msg, now_ms)
+        self._write(b.lines)
+        self._send_dead(b.dead)
+        opened = self._commit_store(b, applied)
+        if self.config.crash_window_s:
+            time.sleep(self.config.crash_window_s)
+        from kafka import OffsetAndMetadata
+
+        self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in b.offsets.items()})
+        self.metrics.add(b.consumed, len(b.lines), opened, b.reasons, b.kinds)
+        return b.offsets
+
+    def _commit_store(self, b: _Batch, applied: dict[int, int]) -> int:
+        """States, tickets, outbox rows and offsets in one transaction; returns tickets opened."""
+        opened = 0
+        offsets = {tp.partition: o for tp, o in b.offsets.items()}
+        try:
+            with store.transaction(self._conn) as conn:
+                store.advance_offsets(
+                    conn,
+                    self.config.group,
+                    self.config.topic,
+                    {p: applied.get(p) for p in offsets},
+                    offsets,
+                )
+                store.save_states(conn, {e: self._states[e] for e in b.touched})
+                opened = self._open_tickets(conn, b.tickets)
+                for key, end in b.ended:
+                    store.end_incident(conn, key, end)
+        except store.PartitionMoved as moved:
+            log.warning("alert: partition %s was applied by another instance; batch dropped", moved)
+            self._states.clear()
+        return opened
+
+    def _open_tickets(self, conn: sqlite3.Connection, tickets: list[dict[str, Any]]) -> int:
+        from alerting.influx import ticket_line
+        from alerting.tickets import document
+
+        opened = 0
+        for t in tickets:
+            tid = store.insert_ticket(conn, t)
+            if tid is None:
+                continue
+            opened += 1
+            row = {**t, "id": tid}
+            doc = orjson.dumps(document(row, self._silences().asset_type(t["equipment_id"])))
+            key = t["incident_key"]
+            for sink in self.config.sinks:
+                store.add_outbox(conn, sink, f"{key}:open", key, doc)
+            line = ticket_line(t["equipment_id"], "open", tid, key, "", t["opened_ms"])
+            store.add_outbox(conn, "influx", f"{key}:open", key, line.encode())
+            log.info("alert: ticket %d opened for %s", tid, key)
+        return opened
+
+    def _write(self, lines: list[str]) -> None:
+        delay, paused = 0.5, False
+        while True:
+            try:
+                self._writer.write(lines)
+                break
+            except TransientWriteError as exc:
+                self.metrics.retried()
+                if not paused:
+                    self._consumer.pause(*self._consumer.assignment())
+                    paused = True
+                log.warning("alert: %s; paused, retrying in %.1fs", exc, delay)
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline:
+                    self._consumer.poll(timeout_ms=200)  # paused: keeps group membership only
+                delay = min(delay * 2, self.config.backoff_max_s)
+        if paused:
+            self._consumer.resume(*self._consumer.paused())
+            log.info("alert: InfluxDB is back; resumed")
+
+    def _send_dead(self, dead: list[DeadLetter]) -> None:
+        if not dead:
+            return
+        for letter in dead:
+            self._producer.send(
+                self.config.dlq_topic, key=letter.key, value=letter.value, headers=letter.headers
+            ).add_errback(self._errors.append)
+        self._producer.flush()
+        if self._errors:
+            first = self._errors[0]
+            self._errors.clear()
+            raise DeadLetterError(
+                f"Kafka did not acknowledge the dead letters ({type(first).__name__}: {first}); "
+                "the batch was not committed"
+            )
+
+    def check_deadman(self) -> int:
+        """Raise NODATA for machines of the assigned partitions that went quiet."""
+        if self.rules.deadman_ms <= 0:
+            return 0
+        parts = [tp.partition for tp in self._consumer.assignment()]
+        now_ms = int(self._wall() * 1000)
+        b = _Batch()
+        for part, st in store.states_in(self._conn, parts):
+            silenced = self._silences().active(st.equipment_id, now_ms)
+            event = check_deadman(st, now_ms, self.rules, silenced=silenced)
+            if event is not None:
+                self._states[st.equipment_id] = (part, st)
+                b.touched.add(st.equipment_id)
+                self._events(b, st, [event], None, now_ms)
+                log.warning("alert: %s: %s", st.equipment_id, event.reason)
+        if b.touched:
+            self._write(b.lines)
+            with store.transaction(self._conn) as conn:
+                store.save_states(conn, {e: self._states[e] for e in b.touched})
+            self.metrics.add(0, len(b.lines), 0, Counter(), b.kinds)
+        return len(b.touched)
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        idle_exit_s: float | None = None,
+        on_log: Callable[[str], None] | None = None,
+    ) -> AlertMetrics:
+        """Consume until ``stop`` is set (or ``idle_exit_s`` passed without a record)."""
+        emit = on_log or log.info
+        self.subscribe()
+        idle_since = last_log = last_dead = start = time.monotonic()
+        logged = 0
+        while not stop.is_set():
+            polled = self._consumer.poll(
+                timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_poll_records
+            )
+            now = time.monotonic()
+            if polled:
+                with self.metrics.batch_seconds.time():
+                    self.process(polled)
+                idle_since = now
+            elif not self._consumer.assignment():
+                idle_since = now  # idle only counts once partitions are ours (rebalances)
+            backlog = sum(len(v) for v in polled.values()) >= self.config.max_poll_records
+            if now - last_dead >= self.config.deadman_every_s and not backlog:
+                self.check_deadman()
+                last_dead = now
+            if now - last_log >= self.config.log_every_s:
+                emit(self.metrics.line((self.metrics.consumed - logged) / (now - last_log)))
+                last_log, logged = now, self.metrics.consumed
+            if idle_exit_s is not None and now - idle_since >= idle_exit_s:
+                break
+        emit(self.metrics.line(self.metrics.consumed / max(time.monotonic() - start, 1e-9)))
+        return self.metrics
