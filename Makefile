@@ -1,7 +1,7 @@
 # plantwatch: the two commands a new machine needs are `make demo` and `make test`.
 .PHONY: demo test bench venv services-up services-down lint clean
 
-demo:            ## install, start Kafka + InfluxDB, smoke-check them, stream a simulated fleet through ingest
+demo:            ## install, start Kafka + InfluxDB, train a model if none, stream a simulated fleet through the whole pipeline, summary
 	scripts/demo.sh
 
 test:            ## install, start private services, lint + types + every test, stop services

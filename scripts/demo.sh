@@ -1,23 +1,66 @@
 #!/usr/bin/env bash
 # The main job (`make demo`): install, start the local Kafka and InfluxDB, check both with a
-# real round trip, then stream a simulated fleet (with faults) through the ingest stage:
-# validation, dead letters, duplicates, windowed features to the `features` topic.
+# real round trip, train a failure model on simulated history if there is none yet, then
+# stream a simulated fleet (wear, failures, repairs, bad messages) through the whole
+# pipeline (`plantwatch run`: ingest -> features -> scorer -> alerting -> InfluxDB + tickets)
+# for a bounded time with live status lines, and end with a summary next to the
+# simulator's ground truth plus a PNG report.
+#
+# Knobs (environment): DEMO_MACHINES (40), DEMO_STEPS (480 one-minute steps per machine),
+# DEMO_RATE (messages/s, 600), PLANTWATCH_MODELS_DIR (default .state/demo/models).
 # The services keep running afterwards; stop them with `.venv/bin/plantwatch services down`.
 set -euo pipefail
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"  # TensorFlow C++ start-up noise
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 pw=.venv/bin/plantwatch
+started=$(date +%s)
 $pw services up
 $pw smoke
-# Each run streams into topics of its own, so a second demo never looks like a replay of
-# the first (whose readings would then be refused as too late).
+
+demo_dir="$PWD/.state/demo"
+export PLANTWATCH_MODELS_DIR="${PLANTWATCH_MODELS_DIR:-$demo_dir/models}"
+machines="${DEMO_MACHINES:-40}" steps="${DEMO_STEPS:-480}" rate="${DEMO_RATE:-600}"
+# Simulated plant: one reading per machine per minute (= one feature step), a mean life of
+# 300 steps between repairs, 30 steps of repair without telemetry.
+sim=(--interval-ms 60000 --mean-life-steps 300 --repair-steps 30)
+
+if ! compgen -G "$PLANTWATCH_MODELS_DIR/*/spec.json" >/dev/null; then
+  echo "[demo] no model in $PLANTWATCH_MODELS_DIR yet: simulating 30 machines x 1,200 steps of" \
+    "history (another seed than the stream) and training one (about a minute) ..."
+  $pw simulate --history-out "$demo_dir/history/telemetry.parquet" --machines 30 --steps 1200 \
+    --seed 101 "${sim[@]}"
+  $pw train --data "history:$demo_dir/history/telemetry.parquet" --horizon 30 --epochs 15 \
+    --out "$PLANTWATCH_MODELS_DIR/sim-$(date +%Y%m%d-%H%M%S)"
+fi
+
+# Each run gets topics, consumer groups and a ticket store of its own, so a second demo
+# never looks like a replay of the first.
 run="demo-$(date +%Y%m%d-%H%M%S)"
-export PLANTWATCH_TOPIC_TELEMETRY="$run.telemetry" PLANTWATCH_TOPIC_TELEMETRY_DLQ="$run.telemetry.dlq"
-export PLANTWATCH_TOPIC_FEATURES="$run.features" PLANTWATCH_TOPIC_EVENTS="$run.maintenance.events"
-export PLANTWATCH_INGEST_GROUP="$run-ingest"
-echo "[demo] topics: $run.*"
-echo "[demo] simulating 40 machines that wear out and fail (20,000 readings, 1% duplicates, 1% malformed) ..."
-$pw simulate --machines 40 --count 20000 --duplicate 0.01 --malformed 0.01 --out-of-order 0.02 \
-  --mean-life-steps 300 --repair-steps 30
-echo "[demo] ingesting: validate, dedupe, dead-letter, emit features ..."
-$pw ingest --idle-exit 8 --log-every 5
+for t in telemetry telemetry.dlq features features.dlq predictions predictions.dlq \
+  maintenance.events maintenance.tickets maintenance.feedback; do
+  var="PLANTWATCH_TOPIC_$(echo "$t" | sed 's/^maintenance\.//; s/\./_/g' | tr a-z A-Z)"
+  export "$var=$run.$t"
+done
+export PLANTWATCH_INGEST_GROUP="$run-ingest" PLANTWATCH_SCORER_GROUP="$run-scorer"
+export PLANTWATCH_ALERT_GROUP="$run-alerting" PLANTWATCH_ALERT_DB="$demo_dir/$run/alerts.db"
+mkdir -p "$demo_dir/$run"
+echo "[demo] run $run: topics $run.*, stage logs in $demo_dir/$run/logs"
+
+$pw run --no-services --idle-exit 20 --status-every 5 --log-dir "$demo_dir/$run/logs" &
+pipeline=$!
+trap 'kill -TERM $pipeline 2>/dev/null || true; wait $pipeline || true' INT TERM
+echo "[demo] streaming $machines machines x $steps steps at $rate messages/s" \
+  "(1% duplicates, 1% malformed, 2% out of order) ..."
+$pw simulate --machines "$machines" --count $((machines * steps)) --seed 7 "${sim[@]}" \
+  --duplicate 0.01 --malformed 0.01 --out-of-order 0.02 --rate "$rate"
+echo "[demo] stream sent; the pipeline stops 20 s after its last record ..."
+wait $pipeline
+trap - INT TERM
+
+hours=$(((steps + 120) / 60 + 1))
+echo "[demo] summary (event time of the last ${hours}h, against the simulator's failures):"
+$pw report --since "${hours}h" --png "$demo_dir/$run/report.png" \
+  --json-out "$demo_dir/$run/summary.json"
+echo "[demo] done in $(($(date +%s) - started)) s; history of one machine:" \
+  "$pw history pump-0000 --since ${hours}h --plot pump-0000.png"

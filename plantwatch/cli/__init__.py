@@ -6,7 +6,21 @@ inside the commands that use them, so ``plantwatch --help`` stays instant.
 
 from __future__ import annotations
 
-from plantwatch.cli import ingest, models, replay, services, simulate, smoke  # noqa: F401 - registers the subcommands
+from plantwatch.cli import (  # noqa: F401 - registers the subcommands
+    alert,
+    history,
+    ingest,
+    models,
+    replay,
+    report,
+    run,
+    score,
+    services,
+    simulate,
+    smoke,
+    status,
+    tickets,
+)
 from plantwatch.cli.main import cli, main
 
 __all__ = ["cli", "main"]

@@ -33,7 +33,6 @@ def _start_local(settings: Settings) -> bool:
     """Start the local services if needed and possible; True when this call started them."""
     from plantwatch.errors import PlantwatchError
     from plantwatch.services import manager
-    from plantwatch.topics import ensure_topics, standard_topics
 
     missing = _services_reachable(settings)
     if missing:
@@ -47,7 +46,6 @@ def _start_local(settings: Settings) -> bool:
         click.echo(f"run: starting local {' and '.join(missing)} ...", err=True)
         for line in manager.up(settings, progress=lambda msg: click.echo(msg, err=True)):
             click.echo(f"run: {line}", err=True)
-    ensure_topics(settings, dict.fromkeys(standard_topics(settings), settings.topic_partitions))
     return bool(missing)
 
 
@@ -91,6 +89,14 @@ def _start_local(settings: Settings) -> bool:
     help="Seconds between each stage's progress lines.",
 )
 @click.option(
+    "--status-every",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Every so many seconds print one status line: each stage's lag and rate, the "
+    "riskiest machines, tickets opened (0: off).",
+)
+@click.option(
     "--services/--no-services",
     "manage_services",
     default=True,
@@ -107,6 +113,7 @@ def run_cmd(
     model: Path | None,
     log_dir: Path | None,
     log_every: float,
+    status_every: float,
     manage_services: bool,
 ) -> None:
     """Run ingest, scorer and alerting together until Ctrl-C (or --duration/--idle-exit).
@@ -129,6 +136,11 @@ def run_cmd(
             f"{', '.join(STAGES)}"
         )
     started = _start_local(settings) if manage_services else False
+    from plantwatch.connections import kafka_errors
+    from plantwatch.topics import ensure_topics, standard_topics
+
+    with kafka_errors(settings):
+        ensure_topics(settings, dict.fromkeys(standard_topics(settings), settings.topic_partitions))
     common = ["--log-every", str(log_every)]
     if idle_exit is not None:
         common += ["--idle-exit", str(idle_exit)]
@@ -151,14 +163,25 @@ def run_cmd(
     deadline = None if duration is None else time.monotonic() + duration
     supervisor.start()
     codes: dict[str, list[int]] = {}
+    status, client, next_status = None, None, time.monotonic() + status_every
+    if status_every:
+        from plantwatch.connections import influx_client
+        from plantwatch.livestatus import LiveStatus
+
+        status, client = LiveStatus(settings), influx_client(settings, timeout_ms=5_000)
     try:
         while supervisor.poll() and not stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 click.echo(f"run: --duration {duration:g}s reached", err=True)
                 break
+            if status is not None and time.monotonic() >= next_status:
+                click.echo(status.line(client), err=True)
+                next_status = time.monotonic() + status_every
             stop.wait(0.5)
     finally:
         codes = supervisor.stop()
+        if client is not None:
+            client.close()
         if started:
             from plantwatch.services import manager
 
