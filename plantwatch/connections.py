@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from plantwatch.errors import AuthenticationError, ConnectionCheckError
+from plantwatch.kafka_check import check_kafka_login
 from plantwatch.settings import Settings, env_name
 
 if TYPE_CHECKING:
@@ -36,6 +37,10 @@ def kafka_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return config
 
 
+# Settings whose secured Kafka listener accepted our TLS trust and SASL login, this process.
+_LOGIN_CHECKED: set[Settings] = set()
+
+
 @contextlib.contextmanager
 def kafka_errors(settings: Settings) -> Iterator[None]:
     """Translate kafka-python's connection and auth errors into plantwatch errors."""
@@ -48,6 +53,9 @@ def kafka_errors(settings: Settings) -> Iterator[None]:
     )
 
     servers = settings.kafka_bootstrap_servers
+    if settings not in _LOGIN_CHECKED:
+        check_kafka_login(settings)
+        _LOGIN_CHECKED.add(settings)
     try:
         yield
     except (
@@ -63,6 +71,7 @@ def kafka_errors(settings: Settings) -> Iterator[None]:
     except KafkaTimeoutError as exc:
         if "bootstrap" not in str(exc).lower():
             raise ConnectionCheckError(f"Kafka at {servers} timed out: {exc}") from exc
+        check_kafka_login(settings)  # raises when TLS trust or the SASL login is the cause
         raise ConnectionCheckError(
             f"cannot reach Kafka at {servers} (set {env_name('kafka_bootstrap_servers')}; "
             "is the broker running? `plantwatch services up` starts a local one)"
@@ -96,6 +105,9 @@ def influx_errors(settings: Settings) -> Iterator[None]:
         yield
     except ApiException as exc:
         status = exc.status
+        problem = _influx_tls_problem(settings, exc)
+        if not status and problem:
+            raise ConnectionCheckError(f"InfluxDB at {settings.influx_url}: {problem}") from exc
         if status in (401, 403):
             raise AuthenticationError(
                 f"InfluxDB at {settings.influx_url} refused the token "
@@ -111,11 +123,39 @@ def influx_errors(settings: Settings) -> Iterator[None]:
             f"InfluxDB at {settings.influx_url} answered HTTP {status}: {_message(exc)}"
         ) from exc
     except (Urllib3Error, OSError) as exc:
+        problem = _influx_tls_problem(settings, exc)
+        if problem:
+            raise ConnectionCheckError(f"InfluxDB at {settings.influx_url}: {problem}") from exc
         raise ConnectionCheckError(
             f"cannot reach InfluxDB at {settings.influx_url} ({type(exc).__name__}); "
             f"set {env_name('influx_url')}; is the server running? "
             "`plantwatch services up` starts a local one"
         ) from exc
+
+
+def _influx_tls_problem(settings: Settings, exc: BaseException) -> str | None:
+    """A TLS failure behind an influxdb-client or urllib3 error, as a hint naming the setting."""
+    texts = []
+    cause: BaseException | None = exc
+    for _ in range(6):
+        if cause is None:
+            break
+        texts.append(f"{type(cause).__name__} {cause} {getattr(cause, 'reason', '')}")
+        reason = getattr(cause, "reason", None)
+        cause = reason if isinstance(reason, BaseException) else cause.__cause__
+    text = " ".join(texts)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            "the server's TLS certificate is not trusted (certificate verify failed); set "
+            f"{env_name('influx_ssl_ca_cert')} to the CA certificate (PEM) that signed it "
+            f"({env_name('influx_verify_ssl')}=false skips the check: testing only)"
+        )
+    if "SSLError" in text or "SSL:" in text:
+        return (
+            f"TLS handshake failed; check {env_name('influx_url')}={settings.influx_url} "
+            f"and {env_name('influx_ssl_ca_cert')}"
+        )
+    return None
 
 
 def _message(exc: Any) -> str:
@@ -124,7 +164,7 @@ def _message(exc: Any) -> str:
     body = getattr(exc, "body", None)
     if body:
         try:
-            return str(json.loads(body).get("message", body))[:300]
+            return " ".join(str(json.loads(body).get("message", body)).split())[:300]
         except (ValueError, AttributeError):
-            return str(body)[:300]
-    return str(getattr(exc, "reason", exc))
+            return " ".join(str(body).split())[:300]
+    return " ".join(str(getattr(exc, "reason", exc)).split())[:300]

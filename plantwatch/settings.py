@@ -387,6 +387,14 @@ class Settings(BaseSettings):
         None, description="KRaft controller port of the local broker (default: broker port + 1)."
     )
     kafka_heap_mb: int = Field(512, description="Java heap of the local broker, in MiB.")
+    services_tls_cert: Path | None = Field(
+        None,
+        description="Certificate chain (PEM) the local services serve TLS with, when the Kafka "
+        "protocol is SSL/SASL_SSL or the InfluxDB URL is https://.",
+    )
+    services_tls_key: Path | None = Field(
+        None, description="Unencrypted PKCS#8 private key (PEM) of services_tls_cert."
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

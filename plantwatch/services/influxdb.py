@@ -8,7 +8,8 @@ influxdata's ``pkg-config`` wrapper, which builds it with cargo from crates.io. 
 assets (``assets`` build tag) are left out: they would need a download from GitHub.
 
 The server runs on loopback with its own empty config directory and data directory
-under ``<state_dir>/influxdb`` and is onboarded through ``POST /api/v2/setup`` with the
+under ``<state_dir>/influxdb`` (over HTTPS with ``services_tls_cert``/``services_tls_key``
+when ``influx_url`` is https://) and is onboarded through ``POST /api/v2/setup`` with the
 org, bucket and token from the settings.
 """
 
@@ -19,6 +20,7 @@ import os
 import re
 import secrets
 import shutil
+import ssl
 import stat
 import urllib.error
 import urllib.request
@@ -68,17 +70,22 @@ class InfluxService:
     token: str
     cache_dir: Path
     state_dir: Path
+    scheme: str = "http"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    ca_cert: Path | None = None
+    verify_ssl: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> InfluxService:
-        """Derive the local server from ``influx_url`` (which must be http on loopback)."""
+        """Derive the local server from ``influx_url`` (http or https, on loopback)."""
         url = urlsplit(settings.influx_url)
         host = url.hostname or ""
-        if url.scheme != "http" or not is_loopback(host):
+        if not is_loopback(host):
             raise SettingsError(
                 env_name("influx_url"),
                 settings.influx_url,
-                "http://127.0.0.1:PORT for the local server; "
+                "http(s)://127.0.0.1:PORT for the local server; "
                 "`plantwatch services` only runs services on this machine",
             )
         return cls(
@@ -90,12 +97,56 @@ class InfluxService:
             token=settings.influx_token.get_secret_value(),
             cache_dir=settings.cache_dir / "influxdb" / settings.influxdb_version,
             state_dir=settings.state_dir / "influxdb",
+            scheme=url.scheme,
+            tls_cert=settings.services_tls_cert,
+            tls_key=settings.services_tls_key,
+            ca_cert=settings.influx_ssl_ca_cert,
+            verify_ssl=settings.influx_verify_ssl,
         )
 
     @property
     def url(self) -> str:
         """Base URL of the server."""
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    def _tls_flags(self) -> list[str]:
+        if self.scheme != "https":
+            return []
+        if self.tls_cert is None or self.tls_key is None:
+            raise SettingsError(
+                env_name("influx_url"),
+                self.url,
+                f"{env_name('services_tls_cert')} and {env_name('services_tls_key')} set: "
+                "the local server needs a certificate and key to serve HTTPS",
+            )
+        for name, path in (
+            ("services_tls_cert", self.tls_cert),
+            ("services_tls_key", self.tls_key),
+        ):
+            if not path.is_file():
+                raise SettingsError(env_name(name), str(path), "an existing PEM file")
+        return ["--tls-cert", str(self.tls_cert), "--tls-key", str(self.tls_key)]
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """How our own requests check the server's certificate (like the client settings)."""
+        if self.scheme != "https":
+            return None
+        if not self.verify_ssl:
+            return ssl._create_unverified_context()  # noqa: S323 - influx_verify_ssl=false
+        return ssl.create_default_context(cafile=str(self.ca_cert) if self.ca_cert else None)
+
+    def _api(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10,
+    ) -> Any:
+        return _request(
+            method, url, body, headers=headers, timeout=timeout, context=self._ssl_context()
+        )
 
     @property
     def binary(self) -> Path:
@@ -213,6 +264,7 @@ class InfluxService:
                     str(self.state_dir / "influxd.sqlite"),
                     "--http-bind-address",
                     f"{self.host}:{self.port}",
+                    *self._tls_flags(),
                     "--reporting-disabled",
                     "--log-level",
                     "info",
@@ -235,19 +287,19 @@ class InfluxService:
 
     def _healthy(self) -> bool:
         try:
-            body = _request("GET", f"{self.url}/health", timeout=2)
+            body = self._api("GET", f"{self.url}/health", timeout=2)
         except (ServiceError, OSError):
             return False
         return isinstance(body, dict) and body.get("status") == "pass"
 
     def _onboard(self, progress: Progress) -> None:
-        setup = _request("GET", f"{self.url}/api/v2/setup")
+        setup = self._api("GET", f"{self.url}/api/v2/setup")
         if isinstance(setup, dict) and setup.get("allowed"):
             password_file = self.state_dir / "admin-password"
             password = secrets.token_urlsafe(18)
             password_file.write_text(password + "\n")
             password_file.chmod(stat.S_IRUSR | stat.S_IWUSR)
-            _request(
+            self._api(
                 "POST",
                 f"{self.url}/api/v2/setup",
                 {
@@ -270,7 +322,7 @@ class InfluxService:
         """Check the token against an onboarded server; create org/bucket if missing."""
         auth = {"Authorization": f"Token {self.token}"}
         try:
-            orgs = _request("GET", f"{self.url}/api/v2/orgs?org={quote(self.org)}", headers=auth)
+            orgs = self._api("GET", f"{self.url}/api/v2/orgs?org={quote(self.org)}", headers=auth)
         except AuthenticationError:
             raise AuthenticationError(
                 f"InfluxDB at {self.url} was onboarded earlier with another token and refuses "
@@ -285,17 +337,17 @@ class InfluxService:
         if found:
             org_id = found[0]["id"]
         else:
-            org_id = _request("POST", f"{self.url}/api/v2/orgs", {"name": self.org}, headers=auth)[
+            org_id = self._api("POST", f"{self.url}/api/v2/orgs", {"name": self.org}, headers=auth)[
                 "id"
             ]
             progress(f"[influxdb] created org {self.org!r}")
-        buckets = _request(
+        buckets = self._api(
             "GET",
             f"{self.url}/api/v2/buckets?orgID={org_id}&name={quote(self.bucket)}",
             headers=auth,
         )
         if not (isinstance(buckets, dict) and buckets.get("buckets")):
-            _request(
+            self._api(
                 "POST",
                 f"{self.url}/api/v2/buckets",
                 {"orgID": org_id, "name": self.bucket, "retentionRules": []},
@@ -332,6 +384,7 @@ def _request(
     *,
     headers: dict[str, str] | None = None,
     timeout: float = 10,
+    context: ssl.SSLContext | None = None,
 ) -> Any:
     if not url.startswith(("http://", "https://")):
         raise ServiceError(f"refusing to open a non-HTTP URL: {url}")
@@ -341,7 +394,7 @@ def _request(
     for key, value in (headers or {}).items():
         req.add_header(key, value)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - checked above
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:  # noqa: S310 - checked above
             raw = resp.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")[:300]

@@ -4,14 +4,23 @@ The jars of ``org.apache.kafka:kafka_2.13`` and its runtime dependencies, plus a
 log4j2 binding, are fetched once with Maven into ``<cache_dir>/kafka/<version>/libs``.
 The broker runs as a combined broker+controller on loopback with its data, config,
 logs and pid file under ``<state_dir>/kafka``.
+
+With ``kafka_security_protocol`` other than PLAINTEXT the client listener speaks that
+protocol: TLS from ``services_tls_cert``/``services_tls_key`` (a PEM keystore), SASL
+for the user ``kafka_sasl_username`` (SCRAM credentials are created when the storage
+is formatted; PLAIN users live in the broker's JAAS config). The controller and an
+inter-broker listener (controller port + 1) stay PLAINTEXT on loopback.
 """
 
 from __future__ import annotations
 
 import shutil
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from plantwatch.errors import ServiceError, SettingsError
 from plantwatch.services.process import (
@@ -77,6 +86,12 @@ class KafkaService:
     heap_mb: int
     cache_dir: Path
     state_dir: Path
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaService:
@@ -102,6 +117,12 @@ class KafkaService:
             heap_mb=settings.kafka_heap_mb,
             cache_dir=settings.cache_dir / "kafka" / settings.kafka_version,
             state_dir=settings.state_dir / "kafka",
+            protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_username=settings.kafka_sasl_username,
+            sasl_password=settings.kafka_sasl_password,
+            tls_cert=settings.services_tls_cert,
+            tls_key=settings.services_tls_key,
         )
 
     @property
@@ -110,9 +131,16 @@ class KafkaService:
         return f"{self.host}:{self.port}"
 
     @property
+    def internal_endpoint(self) -> str:
+        """A PLAINTEXT loopback address for the broker itself (and readiness checks)."""
+        if self.protocol == "PLAINTEXT":
+            return self.endpoint
+        return f"{self.host}:{self.controller_port + 1}"
+
+    @property
     def url(self) -> str:
         """The listener as a URL, for messages."""
-        return f"PLAINTEXT://{self.endpoint}"
+        return f"{self.protocol}://{self.endpoint}"
 
     @property
     def libs(self) -> Path:
@@ -184,12 +212,7 @@ class KafkaService:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
-                    f"listeners=PLAINTEXT://{self.host}:{self.port},"
-                    f"CONTROLLER://{self.host}:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
-                    "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
+                    *self._listener_config(),
                     f"log.dirs={data}",
                     "num.partitions=3",
                     "auto.create.topics.enable=true",
@@ -207,10 +230,111 @@ class KafkaService:
                 ]
             )
         )
+        props.chmod(stat.S_IRUSR | stat.S_IWUSR)  # PLAIN users' passwords may be in it
         (self.state_dir / "log4j2.properties").write_text(
             _LOG4J2.format(logfile=self.state_dir / "logs" / "server.log")
         )
         return props
+
+    def _listener_config(self) -> list[str]:
+        """Listener lines of server.properties: PLAINTEXT only, or a secured client listener."""
+        client = f"{self.protocol}://{self.endpoint}"
+        controller = f"CONTROLLER://{self.host}:{self.controller_port}"
+        if self.protocol == "PLAINTEXT":
+            return [
+                f"listeners={client},{controller}",
+                f"advertised.listeners={client}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+            ]
+        internal = f"INTERNAL://{self.internal_endpoint}"
+        name = self.protocol.lower()
+        lines = [
+            f"listeners={client},{internal},{controller}",
+            f"advertised.listeners={client},{internal}",
+            "controller.listener.names=CONTROLLER",
+            f"listener.security.protocol.map={self.protocol}:{self.protocol},"
+            "INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=INTERNAL",
+        ]
+        if "SSL" in self.protocol:
+            lines += [
+                f"listener.name.{name}.ssl.keystore.type=PEM",
+                f"listener.name.{name}.ssl.keystore.location={self._write_keystore()}",
+            ]
+        if self.protocol.startswith("SASL_"):
+            mechanism, user, password = self._sasl_user()
+            module = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            if mechanism == "PLAIN":
+                module = (
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f'user_{user}="{password}";'
+                )
+            lines += [
+                f"listener.name.{name}.sasl.enabled.mechanisms={mechanism}",
+                f"listener.name.{name}.{mechanism.lower()}.sasl.jaas.config={module}",
+            ]
+        return lines
+
+    def _sasl_user(self) -> tuple[str, str, str]:
+        """Mechanism, user and password of the client listener, checked for the config."""
+        mechanism, user = self.sasl_mechanism, self.sasl_username
+        password = self.sasl_password.get_secret_value() if self.sasl_password else None
+        if mechanism is None or user is None or password is None:
+            raise SettingsError(
+                env_name("kafka_security_protocol"),
+                self.protocol,
+                f"{env_name('kafka_sasl_mechanism')}, {env_name('kafka_sasl_username')} and "
+                f"{env_name('kafka_sasl_password')} set for the local broker",
+            )
+        bad = set(',[]="\\;') | {" ", "\t", "\n"}
+        if not user or bad & set(user):
+            raise SettingsError(
+                env_name("kafka_sasl_username"),
+                user,
+                'a user name without spaces or any of , [ ] = " \\ ; for the local broker',
+            )
+        if not password or bad & set(password):
+            raise SettingsError(
+                env_name("kafka_sasl_password"),
+                "***",
+                'a password without spaces or any of , [ ] = " \\ ; for the local broker',
+            )
+        return mechanism, user, password
+
+    def _write_keystore(self) -> Path:
+        """The PEM keystore (PKCS#8 key, then the certificate chain) for the TLS listener."""
+        if self.tls_cert is None or self.tls_key is None:
+            raise SettingsError(
+                env_name("kafka_security_protocol"),
+                self.protocol,
+                f"{env_name('services_tls_cert')} and {env_name('services_tls_key')} set: "
+                "the local broker needs a certificate and key to serve TLS",
+            )
+        try:
+            key = self.tls_key.read_text()
+            chain = self.tls_cert.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SettingsError(
+                env_name("services_tls_cert"), str(self.tls_cert), f"readable PEM files ({exc})"
+            ) from None
+        if "-----BEGIN PRIVATE KEY-----" not in key:
+            raise SettingsError(
+                env_name("services_tls_key"),
+                str(self.tls_key),
+                "an unencrypted PKCS#8 PEM key (-----BEGIN PRIVATE KEY-----; convert with "
+                "`openssl pkcs8 -topk8 -nocrypt`)",
+            )
+        if "-----BEGIN CERTIFICATE-----" not in chain:
+            raise SettingsError(
+                env_name("services_tls_cert"), str(self.tls_cert), "a PEM certificate chain"
+            )
+        keystore = self.state_dir / "keystore.pem"
+        keystore.touch(mode=0o600)
+        keystore.chmod(stat.S_IRUSR | stat.S_IWUSR)
+        keystore.write_text(key.strip() + "\n" + chain.strip() + "\n")
+        return keystore
 
     def _java(self) -> list[str]:
         java = which(
@@ -243,6 +367,12 @@ class KafkaService:
             retry=RETRY,
         )
         cluster_id = _last_line(log)
+        scram: list[str] = []
+        secrets: list[str] = []
+        if self.protocol.startswith("SASL_") and self.sasl_mechanism != "PLAIN":
+            mechanism, user, password = self._sasl_user()
+            scram = ["--add-scram", f"{mechanism}=[name={user},password={password}]"]
+            secrets = [password]
         run_logged(
             [
                 *self._java(),
@@ -252,6 +382,7 @@ class KafkaService:
                 cluster_id,
                 "-c",
                 str(props),
+                *scram,
             ],
             cwd=self.state_dir,
             env=_env(),
@@ -259,6 +390,7 @@ class KafkaService:
             progress=progress,
             label="[kafka] format",
             retry=RETRY,
+            secrets=secrets,
         )
 
     def running(self) -> int | None:
@@ -275,6 +407,13 @@ class KafkaService:
         require_free_port(
             self.host, self.controller_port, "Kafka's controller", env_name("kafka_controller_port")
         )
+        if self.internal_endpoint != self.endpoint:
+            require_free_port(
+                self.host,
+                self.controller_port + 1,
+                "Kafka's inter-broker listener (controller port + 1)",
+                env_name("kafka_controller_port"),
+            )
         self.install(progress)
         props = self._write_config()
         self._format_storage(props, progress)
@@ -287,7 +426,7 @@ class KafkaService:
 
     def _wait_ready(self, pid: int, timeout: float) -> None:
         wait_until(
-            lambda: port_accepts(self.host, self.port) and _broker_answers(self.endpoint),
+            lambda: port_accepts(self.host, self.port) and _broker_answers(self.internal_endpoint),
             process=self.process,
             pid=pid,
             timeout=timeout,

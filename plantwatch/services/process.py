@@ -173,16 +173,19 @@ def run_logged(
     label: str,
     retry: str,
     every: float = 15.0,
+    secrets: Sequence[str] = (),
 ) -> None:
     """Run a (long) build step with its output in ``logfile``, reporting progress.
 
     Every ``every`` seconds one line says how long the step has run and the last
     line it logged. A non-zero exit raises ServiceError with the tail of the log.
+    The command line is logged with each of ``secrets`` replaced by ``***``.
     """
     logfile.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    shown = redact(" ".join(argv), secrets)
     with logfile.open("ab") as log:
-        log.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} $ {' '.join(argv)}\n".encode())
+        log.write(f"\n==== {time.strftime('%Y-%m-%dT%H:%M:%S')} $ {shown}\n".encode())
         log.flush()
         try:
             proc = subprocess.Popen(
@@ -200,15 +203,28 @@ def run_logged(
             time.sleep(0.5)
             now = time.monotonic()
             if now >= next_report:
-                last = tail(logfile, 1).strip()[:120]
+                last = redact(tail(logfile, 1).strip(), secrets)[:120]
                 progress(f"  {label}: {now - started:4.0f}s ... {last}")
                 next_report = now + every
     if proc.returncode != 0:
         raise ServiceError(
             f"{label} failed (exit {proc.returncode}).\n--- last lines of {logfile} ---\n"
-            f"{tail(logfile, 30)}\n---\nFix the cause above, then retry with: {retry}"
+            f"{redact(tail(logfile, 30), secrets)}\n---\n"
+            f"Fix the cause above, then retry with: {retry}"
         )
     progress(f"  {label}: done in {time.monotonic() - started:.0f}s")
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with every non-empty string of ``secrets`` replaced by ``***``.
+
+    >>> redact("user=a password=hunter22", ["hunter22"])
+    'user=a password=***'
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 def wait_until(

@@ -1,0 +1,151 @@
+"""A direct check of a secured Kafka listener: TLS handshake and SASL login, one connection.
+
+kafka-python (3.0) retries failed logins until its bootstrap timeout and, over TLS, loses
+the broker's "authentication failed" answer when the broker closes the connection right
+after it. So a client reports "Unable to bootstrap" after 30 s for a wrong password.
+This check speaks just enough of the Kafka protocol (SaslHandshake v1, SaslAuthenticate
+v1) to tell a refused login or an untrusted certificate apart from a broker that is down,
+in well under a second, and names the setting to fix.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+from typing import Any
+
+from plantwatch.errors import AuthenticationError, ConnectionCheckError
+from plantwatch.settings import Settings, env_name
+
+_SASL_HANDSHAKE, _SASL_AUTHENTICATE, _API_VERSIONS = 17, 36, 18
+_CLIENT_ID = b"plantwatch-check"
+
+
+def check_kafka_login(settings: Settings, timeout_s: float = 5.0) -> None:
+    """Raise a one-line error when the first broker refuses our TLS trust or SASL login.
+
+    Does nothing for PLAINTEXT, and nothing when the broker cannot be reached at all
+    (the client's own bootstrap error says that, naming the bootstrap setting).
+
+    Raises:
+        AuthenticationError: the broker refused the SASL mechanism or credentials.
+        ConnectionCheckError: the broker's certificate is not trusted, or TLS failed.
+    """
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return
+    host, port = settings.kafka_hosts[0]
+    where = f"Kafka at {host}:{port}"
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+    except OSError:
+        return
+    try:
+        if "SSL" in protocol:
+            sock = _wrap_tls(sock, host, settings, where)
+        if protocol.startswith("SASL_"):
+            _login(sock, settings, where)
+        else:
+            _exchange(sock, _API_VERSIONS, 0, b"")  # a listener that wants SASL hangs up
+    except (OSError, EOFError, struct.error) as exc:
+        raise ConnectionCheckError(
+            f"{where} closed the connection during the {protocol} handshake "
+            f"({type(exc).__name__}); check {env_name('kafka_security_protocol')}"
+        ) from exc
+    finally:
+        sock.close()
+
+
+def _wrap_tls(sock: socket.socket, host: str, settings: Settings, where: str) -> ssl.SSLSocket:
+    cafile = settings.kafka_ssl_cafile
+    try:
+        context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+        return context.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        raise ConnectionCheckError(
+            f"{where}: the broker's TLS certificate is not trusted ({exc.verify_message}); set "
+            f"{env_name('kafka_ssl_cafile')} to the CA certificate (PEM) that signed it"
+        ) from exc
+    except ssl.SSLError as exc:
+        raise ConnectionCheckError(
+            f"{where}: TLS handshake failed ({exc.reason or exc}); check "
+            f"{env_name('kafka_security_protocol')}={settings.kafka_security_protocol} and "
+            f"{env_name('kafka_ssl_cafile')}"
+        ) from exc
+
+
+def _login(sock: socket.socket, settings: Settings, where: str) -> None:
+    from kafka.net.sasl import get_sasl_mechanism
+
+    mechanism = settings.kafka_sasl_mechanism or ""
+    password = settings.kafka_sasl_password
+    config: dict[str, Any] = {
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": settings.kafka_sasl_username,
+        "sasl_plain_password": password.get_secret_value() if password else None,
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    body = _exchange(sock, _SASL_HANDSHAKE, 1, _string(mechanism.encode()))
+    if error := struct.unpack_from(">h", body)[0]:
+        enabled, offset = [], 6
+        for _ in range(struct.unpack_from(">i", body, 2)[0]):
+            text, offset = _read_string(body, offset)
+            enabled.append(text or "")
+        raise AuthenticationError(
+            f"{where} does not offer SASL mechanism {mechanism} (enabled: "
+            f"{', '.join(enabled) or 'none'}); check {env_name('kafka_sasl_mechanism')}"
+        )
+    client = get_sasl_mechanism(mechanism)(host=settings.kafka_hosts[0][0], **config)
+    while not client.is_done():
+        body = _exchange(sock, _SASL_AUTHENTICATE, 1, _bytes(client.auth_bytes()))
+        error = struct.unpack_from(">h", body)[0]
+        message, offset = _read_string(body, 2)
+        if error:
+            raise AuthenticationError(
+                f"{where} refused the SASL login of {settings.kafka_sasl_username!r} "
+                f"({message or f'error {error}'}); check {env_name('kafka_sasl_mechanism')}, "
+                f"{env_name('kafka_sasl_username')} and {env_name('kafka_sasl_password')}"
+            )
+        size = struct.unpack_from(">i", body, offset)[0]
+        client.receive(body[offset + 4 : offset + 4 + max(size, 0)])
+    if not client.is_authenticated():
+        raise AuthenticationError(
+            f"{where}: the SASL {mechanism} login did not complete; check "
+            f"{env_name('kafka_sasl_mechanism')}, {env_name('kafka_sasl_username')} and "
+            f"{env_name('kafka_sasl_password')}"
+        )
+
+
+def _exchange(sock: socket.socket, api_key: int, version: int, body: bytes) -> bytes:
+    """Send one request (header v1) and return the body of its response."""
+    request = struct.pack(">hhi", api_key, version, api_key) + _string(_CLIENT_ID) + body
+    sock.sendall(struct.pack(">i", len(request)) + request)
+    size = struct.unpack(">i", _recv(sock, 4))[0]
+    return _recv(sock, size)[4:]  # drop the correlation id
+
+
+def _recv(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError("the broker closed the connection")
+        data += chunk
+    return data
+
+
+def _string(value: bytes) -> bytes:
+    return struct.pack(">h", len(value)) + value
+
+
+def _bytes(value: bytes) -> bytes:
+    return struct.pack(">i", len(value)) + value
+
+
+def _read_string(body: bytes, offset: int) -> tuple[str | None, int]:
+    size = struct.unpack_from(">h", body, offset)[0]
+    if size < 0:
+        return None, offset + 2
+    end = offset + 2 + size
+    return body[offset + 2 : end].decode("utf-8", "replace"), end
