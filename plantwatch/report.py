@@ -3,10 +3,11 @@
 Reads, for one event-time range:
 
 - the ground truth: failures on the events topic (``maintenance.events``);
-- the pipeline's outputs: records and dead letters on the Kafka topics, predictions on
-  the predictions topic and their points in InfluxDB (``failure_risk``, the same
-  machines and time span: the two counts agree when nothing was lost or doubled),
-  tickets in the alerting store (``alert_db``);
+- the pipeline's outputs: records and dead letters on the Kafka topics, the predictions on
+  the predictions topic and which of them have their point in InfluxDB (``failure_risk``,
+  by machine, time and model version: all of them when nothing was lost; a replay
+  rewrites the same point, so nothing can be doubled there), tickets in the alerting
+  store (``alert_db``);
 
 and compares tickets with failures by the rules of :mod:`plantwatch.groundtruth`. The
 PNG shows risk over time of a few machines that failed, with failures and ticket
@@ -56,8 +57,8 @@ class RunReport:
     end_ms: int
     records: int = 0
     dead_letters: int = 0
-    produced: dict[str, int] = field(default_factory=dict)
-    predictions: dict[str, int] = field(default_factory=dict)
+    produced: dict[str, int] = field(default_factory=dict)  # per machine, on the topic
+    predictions: dict[str, int] = field(default_factory=dict)  # of those, found in InfluxDB
     tickets: list[dict[str, Any]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     comparison: Comparison = field(default_factory=Comparison)
@@ -70,7 +71,8 @@ class RunReport:
         return [
             f"records ingested       {self.records:,} ({self.dead_letters:,} dead-lettered)",
             f"predictions            {sum(self.produced.values()):,} produced for "
-            f"{len(self.produced)} machines, {sum(self.predictions.values()):,} points in InfluxDB",
+            f"{len(self.produced)} machines, "
+            f"{sum(self.predictions.values()):,} of them in InfluxDB",
             f"tickets opened         {len(self.tickets)}",
             f"failures (truth)       {c.failures}: caught {c.caught}, missed {c.missed} "
             f"(recall {c.recall:.0%}); median lead time {step}",
@@ -143,29 +145,51 @@ def read_failures(settings: Settings, topic: str, start_ms: int, end_ms: int) ->
     return out
 
 
-def produced_predictions(
-    settings: Settings, start_ms: int, end_ms: int
-) -> tuple[dict[str, int], set[str], int, int]:
-    """Predictions per machine on the predictions topic in the range, and their versions.
+Key = tuple[str, int, str]  # (equipment_id, window_end ms, model_version)
 
-    Replays are counted once. Also returns the first and last window end seen.
-    """
+
+def produced_predictions(settings: Settings, start_ms: int, end_ms: int) -> set[Key]:
+    """The keys of the predictions on the predictions topic in the range (replays once)."""
     from models.predictions import decode_prediction
 
-    counts: dict[str, int] = {}
-    seen: set[tuple[str, int, str]] = set()
-    first, last = end_ms, start_ms
+    seen: set[Key] = set()
     for value in read_topic(settings, settings.topic_predictions):
         p, _ = decode_prediction(value)
-        if p is None or not start_ms <= p.window_end <= end_ms:
-            continue
-        key = (p.equipment_id, p.window_end, p.model_version)
-        if key in seen:
-            continue
-        seen.add(key)
-        counts[p.equipment_id] = counts.get(p.equipment_id, 0) + 1
-        first, last = min(first, p.window_end), max(last, p.window_end)
-    return counts, {v for _, _, v in seen}, first, last
+        if p is not None and start_ms <= p.window_end <= end_ms:
+            seen.add((p.equipment_id, p.window_end, p.model_version))
+    return seen
+
+
+_KEYS = """
+{params}
+from(bucket: params.bucket)
+  |> range(start: params.start, stop: params.stop)
+  |> filter(fn: (r) => r._measurement == "failure_risk" and r._field == "probability")
+  |> filter(fn: (r) => contains(value: r.equipment_id, set: params.machines))
+  |> filter(fn: (r) => contains(value: r.model_version, set: params.versions))
+  |> keep(columns: ["_time", "equipment_id", "model_version"])
+"""
+
+
+def stored_keys(client: Any, settings: Settings, wanted: set[Key]) -> set[Key]:
+    """Which of the ``wanted`` prediction keys have their point in ``failure_risk``."""
+    if not wanted:
+        return set()
+    params: dict[str, FluxValue] = {
+        "bucket": settings.influx_bucket,
+        "start": _dt(min(k[1] for k in wanted)),
+        "stop": _dt(max(k[1] for k in wanted) + 1),
+        "machines": sorted({k[0] for k in wanted}),
+        "versions": sorted({k[2] for k in wanted}),
+    }
+    found: set[Key] = set()
+    for table in client.query_api().query(_KEYS.format(params=flux_params(params))):
+        for r in table.records:
+            key = (str(r.values["equipment_id"]), int(r.get_time().timestamp() * 1000),
+                   str(r.values["model_version"]))  # fmt: skip
+            if key in wanted:
+                found.add(key)
+    return found
 
 
 def read_tickets(db: Path, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
@@ -219,10 +243,12 @@ def build_report(
     report = RunReport(start_ms, end_ms)
     report.records = sum(1 for _ in read_topic(settings, settings.topic_telemetry))
     report.dead_letters = sum(1 for _ in read_topic(settings, settings.topic_telemetry_dlq))
-    report.produced, versions, first, last = produced_predictions(settings, start_ms, end_ms)
-    report.predictions = prediction_counts(
-        client, settings, sorted(report.produced), sorted(versions), first, last
-    )
+    keys = produced_predictions(settings, start_ms, end_ms)
+    found = stored_keys(client, settings, keys)
+    for eid, _, _ in keys:
+        report.produced[eid] = report.produced.get(eid, 0) + 1
+    for eid, _, _ in found:
+        report.predictions[eid] = report.predictions.get(eid, 0) + 1
     report.tickets = read_tickets(settings.alert_db, start_ms, end_ms)
     report.failures = read_failures(settings, settings.topic_events, start_ms, end_ms)
     opened = [Opened(t["equipment_id"], int(t["opened_ms"])) for t in report.tickets]
