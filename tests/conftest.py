@@ -146,3 +146,12 @@ def ingest_until_caught_up(
 def run_ingest() -> Callable[..., None]:
     """``run_ingest(settings, env, log_path)``: ingest until caught up, then a clean stop."""
     return ingest_until_caught_up
+
+
+@pytest.fixture(scope="session")
+def sim_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models dir with one model trained on simulated history (seed 101), trained once
+    per session for the whole-pipeline tests (`test_end_to_end.py`, `test_faults.py`)."""
+    from tests.pipeline_helpers import train_sim_model
+
+    return train_sim_model(tmp_path_factory.mktemp("sim-model"))

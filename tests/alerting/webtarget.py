@@ -12,13 +12,17 @@ class TicketTarget:
     """Answers each POST per ``script`` (a list of "500" / "timeout" / "ok"), then "ok".
 
     ``created`` counts tickets per Idempotency-Key (a repeated key is answered 200 but
-    not created again, as ticket systems do); ``requests`` counts every request.
+    not created again, as ticket systems do); ``accepted`` counts the requests answered
+    2xx per key (repeats included); ``requests`` counts every request. Setting ``mode``
+    to "500" or "timeout" answers every request so until it is set back to None.
     """
 
     def __init__(self, script: list[str], sleep_s: float = 2.0) -> None:
         self.script = list(script)
         self.sleep_s = sleep_s
         self.created: Counter[str] = Counter()
+        self.accepted: Counter[str] = Counter()
+        self.mode: str | None = None
         self.requests = 0
         self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
@@ -29,7 +33,10 @@ class TicketTarget:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with target.lock:
                     target.requests += 1
-                    action = target.script.pop(0) if target.script else "ok"
+                    if target.mode is not None:
+                        action = target.mode
+                    else:
+                        action = target.script.pop(0) if target.script else "ok"
                     target.headers.append(dict(self.headers))
                 if action == "500":
                     self.send_response(500)
@@ -46,7 +53,10 @@ class TicketTarget:
                     self.end_headers()
                     self.wfile.write(b'{"ok": true}')
                 except OSError:
-                    pass
+                    return
+                if action == "ok":
+                    with target.lock:
+                        target.accepted[key] += 1
 
             def log_message(self, *args: object) -> None:
                 return None
