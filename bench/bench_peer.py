@@ -14,8 +14,8 @@ Same broker, same data, same windows, run side by side in one invocation:
 - each mode gets a fresh, empty input topic (2 partitions) and its own group and output
   topic; once every process is a member of a stable group (so 2 processes never pay a
   rebalance and replay inside the clock), the records are produced into the input topic
-  in their original partitions and order with confluent-kafka (well under a second for
-  200k records);
+  in their original partitions and order with confluent-kafka from the Quix environment
+  (well under a second for 200k records);
 - rate: records committed per second from the first look at the group's committed
   offsets after the input is complete to the commit that reaches the topic's end
   (polled every 50 ms; records committed before the clock starts are not counted), so
@@ -141,30 +141,19 @@ def _generate(settings: Settings, topic: str, machines: int, count: int) -> list
 def _replay(settings: Settings, topic: str, parts: list[list[Any]]) -> float:
     """Produce the records into ``topic``, same partitions and order; seconds it took.
 
-    With confluent-kafka (librdkafka, installed with Quix Streams): several times faster
-    than the consumers, so the input is complete early in each run.
+    Done by ``quix_worker.py --replay`` with confluent-kafka from the Quix environment,
+    several times faster than the consumers, so the input is complete early in each run.
     """
-    from confluent_kafka import Producer
+    import pickle
 
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "acks": "1",
-            "linger.ms": 5,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 1_000_000,
-        }
-    )
-    start = time.perf_counter()
-    for i in range(max(len(p) for p in parts)):
-        for p, records in enumerate(parts):
-            if i < len(records):
-                producer.produce(topic, value=records[i][1], key=records[i][0], partition=p)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    if producer.flush(60) != 0:
-        raise RuntimeError("the input records were not all delivered")
-    return time.perf_counter() - start
+    with tempfile.NamedTemporaryFile(suffix=".pickle") as handle:
+        pickle.dump(parts, handle)
+        handle.flush()
+        cmd = [quix_python(), str(QUIX_WORKER), "--replay", _bootstrap(settings), topic]
+        done = subprocess.run([*cmd, handle.name], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"replaying the input failed: {done.stderr.strip()[-500:]}")
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def _count_output(settings: Settings, topic: str) -> int:

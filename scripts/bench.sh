@@ -13,8 +13,8 @@ if ! .venv-bench/bin/python -c 'import quixstreams' 2>/dev/null; then
   echo "[bench] making .venv-bench with the Quix Streams peer (pyproject's bench extra)"
   python3 -m venv .venv-bench && .venv-bench/bin/pip install -q 'quixstreams>=3.13,<4' || exit 1
 fi
-export PLANTWATCH_BENCH_QUIX_PYTHON="$PWD/.venv-bench/bin/python"
 for var in $(env | grep -o '^PLANTWATCH_[A-Z_]*' | grep -v '^PLANTWATCH_CACHE_DIR$'); do unset "$var"; done
+export PLANTWATCH_BENCH_QUIX_PYTHON="$PWD/.venv-bench/bin/python"
 export PLANTWATCH_STATE_DIR="$PWD/.state/bench"
 export PLANTWATCH_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:29092 PLANTWATCH_KAFKA_CONTROLLER_PORT=29093
 export PLANTWATCH_INFLUX_URL=http://127.0.0.1:28086 PLANTWATCH_INFLUX_TOKEN=plantwatch-bench-token
