@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from plantwatch.cli.main import cli, configure_logging
+from plantwatch.cli.main import cli, configure_logging, install_stop
 from plantwatch.cli.options import _click_type, _default_text
 from plantwatch.settings import SECRET_FIELDS, Settings, env_name, load_settings, option_name
 
@@ -128,15 +127,6 @@ def senders_of(settings: Settings, producer: Any, writer: Any) -> dict[str, Any]
     return senders
 
 
-def _install_stop(stop: threading.Event) -> None:
-    def handler(signum: int, _frame: Any) -> None:
-        click.echo(f"alert: {signal.Signals(signum).name}: finishing the batch", err=True)
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-
-
 @cli.command("alert")
 @alert_options
 @click.option(
@@ -182,7 +172,12 @@ def alert_cmd(
     from alerting.influx import InfluxWriter
     from alerting.outbox import Backoff, Dispatcher
     from alerting.service import AlertConfig, AlertingService
-    from plantwatch.connections import influx_client, kafka_config, kafka_errors
+    from plantwatch.connections import (
+        influx_client,
+        kafka_config,
+        kafka_errors,
+        stage_consumer_config,
+    )
     from plantwatch.topics import ensure_topics, partitions_of
 
     settings = alert_settings(ctx, over)
@@ -222,17 +217,11 @@ def alert_cmd(
         metrics = AlertMetrics()
         start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
     stop = threading.Event()
-    _install_stop(stop)
+    install_stop("alert", stop)
     with kafka_errors(settings):
         consumer = KafkaConsumer(
-            **kafka_config(
-                settings,
-                group_id=settings.alert_group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=config.max_poll_records,
-                session_timeout_ms=10_000,
-                heartbeat_interval_ms=3_000,
+            **stage_consumer_config(
+                settings, settings.alert_group, max_poll_records=config.max_poll_records
             )
         )
         producer = KafkaProducer(**kafka_config(settings, acks="all", linger_ms=5))

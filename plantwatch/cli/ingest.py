@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 import click
 
-from plantwatch.cli.main import cli, configure_logging, settings_from
-
-
-def _install_stop(stop: threading.Event) -> None:
-    def handler(signum: int, _frame: Any) -> None:
-        click.echo(
-            f"ingest: {signal.Signals(signum).name}: finishing the batch and stopping", err=True
-        )
-        stop.set()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+from plantwatch.cli.main import cli, configure_logging, install_stop, settings_from
 
 
 @cli.command("ingest")
@@ -80,7 +67,12 @@ def ingest_cmd(
     from ingest.contract import Limits
     from ingest.service import IngestConfig, IngestService
     from ingest.sinks import InfluxTelemetrySink, JsonlTap, Sink
-    from plantwatch.connections import influx_client, kafka_config, kafka_errors
+    from plantwatch.connections import (
+        influx_client,
+        kafka_config,
+        kafka_errors,
+        stage_consumer_config,
+    )
 
     settings = settings_from(ctx)
     configure_logging()
@@ -124,7 +116,7 @@ def ingest_cmd(
     else:
         metrics = None
     stop = threading.Event()
-    _install_stop(stop)
+    install_stop("ingest", stop)
     from plantwatch.topics import ensure_topics, partitions_of
 
     partitions = partitions_of(settings, settings.topic_telemetry) or settings.topic_partitions
@@ -134,15 +126,8 @@ def ingest_cmd(
     ensure_topics(settings, dict.fromkeys(outputs, partitions))
     with kafka_errors(settings):
         consumer = KafkaConsumer(
-            **kafka_config(
-                settings,
-                group_id=settings.ingest_group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=config.max_poll_records,
-                # A killed instance's partitions move to the others after 10 s, not 45 s.
-                session_timeout_ms=10_000,
-                heartbeat_interval_ms=3_000,
+            **stage_consumer_config(
+                settings, settings.ingest_group, max_poll_records=config.max_poll_records
             )
         )
         # One transaction per batch: dead letters, feature records and the offsets commit

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -70,3 +73,23 @@ def main() -> None:
     except PlantwatchError as exc:  # raised outside a command (e.g. in a callback)
         click.echo(f"plantwatch: error: {exc}", err=True)
         sys.exit(2)
+
+
+def install_stop(
+    stage: str, stop: threading.Event, on_hup: Callable[[], None] | None = None
+) -> None:
+    """Make SIGINT/SIGTERM set ``stop`` and SIGHUP call ``on_hup`` (when given).
+
+    With ``stop`` set the stage finishes its batch, commits and exits.
+    """
+
+    def handler(signum: int, _frame: Any) -> None:
+        click.echo(
+            f"{stage}: {signal.Signals(signum).name}: finishing the batch and stopping", err=True
+        )
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    if on_hup is not None:
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: on_hup())

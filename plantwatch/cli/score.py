@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 from pathlib import Path
 from typing import Any
 
 import click
 
-from plantwatch.cli.main import cli, configure_logging, settings_from
+from plantwatch.cli.main import cli, configure_logging, install_stop, settings_from
 from plantwatch.errors import PlantwatchError
 
 
 class NoModelError(PlantwatchError):
     """No model to serve."""
-
-
-def _install_signals(stop: threading.Event, wake: list[Any]) -> None:
-    def handler(signum: int, _frame: Any) -> None:
-        click.echo(
-            f"score: {signal.Signals(signum).name}: finishing the batch and stopping", err=True
-        )
-        stop.set()
-
-    def hup(_signum: int, _frame: Any) -> None:
-        for w in wake:
-            w()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGHUP, hup)
 
 
 @cli.command("score")
@@ -125,7 +108,7 @@ def score_cmd(
     from models.hotswap import ModelWatcher
     from models.scorer import ScorerConfig, ScorerService
     from models.servable import describe, load_servable
-    from plantwatch.connections import kafka_config, kafka_errors
+    from plantwatch.connections import kafka_config, kafka_errors, stage_consumer_config
     from plantwatch.topics import ensure_topics, partitions_of
 
     config = ScorerConfig(
@@ -159,21 +142,17 @@ def score_cmd(
         metrics = ScorerMetrics()
         start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
     stop = threading.Event()
-    _install_signals(stop, [watcher.wake])
+    install_stop("score", stop, on_hup=watcher.wake)
     partitions = partitions_of(settings, settings.topic_features) or settings.topic_partitions
     outputs = [settings.topic_features, settings.topic_predictions, settings.topic_features_dlq]
     ensure_topics(settings, dict.fromkeys(outputs, partitions))
     with kafka_errors(settings):
         consumer = KafkaConsumer(
-            **kafka_config(
+            **stage_consumer_config(
                 settings,
-                group_id=settings.scorer_group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
+                settings.scorer_group,
                 isolation_level="read_committed",
                 max_poll_records=config.max_poll_records,
-                session_timeout_ms=10_000,
-                heartbeat_interval_ms=3_000,
             )
         )
         producer = KafkaProducer(
