@@ -39,6 +39,7 @@ from alerting.state import AlertEvent, MachineState, check_deadman, step
 from alerting.tickets import new_ticket
 from ingest.dlq import DeadLetter, dead_letter
 from models.predictions import Prediction, decode_prediction
+from plantwatch.idle import IdleExit, kafka_probe
 
 log = logging.getLogger("plantwatch.alerting")
 TICKET_KINDS = ("transition", "unsilenced", "repeat")
@@ -355,10 +356,17 @@ class AlertingService:
         idle_exit_s: float | None = None,
         on_log: Callable[[str], None] | None = None,
     ) -> AlertMetrics:
-        """Consume until ``stop`` is set (or ``idle_exit_s`` passed without a record)."""
+        """Consume until ``stop`` is set (or ``idle_exit_s`` passed without a record).
+
+        Idle time counts only while Kafka answers and the consumer has caught up on
+        partitions it owns (:mod:`plantwatch.idle`): an outage or a rebalance is not idle.
+        """
         emit = on_log or log.info
         self.subscribe()
-        idle_since = last_log = last_dead = start = time.monotonic()
+        idle = IdleExit(
+            idle_exit_s, kafka_probe(self._consumer), lambda m: log.warning("alert: %s", m)
+        )
+        last_log = last_dead = start = time.monotonic()
         logged = 0
         while not stop.is_set():
             polled = self._consumer.poll(
@@ -368,9 +376,6 @@ class AlertingService:
             if polled:
                 with self.metrics.batch_seconds.time():
                     self.process(polled)
-                idle_since = now
-            elif not self._consumer.assignment():
-                idle_since = now  # idle only counts once partitions are ours (rebalances)
             backlog = sum(len(v) for v in polled.values()) >= self.config.max_poll_records
             if now - last_dead >= self.config.deadman_every_s and not backlog:
                 self.check_deadman()
@@ -378,7 +383,7 @@ class AlertingService:
             if now - last_log >= self.config.log_every_s:
                 emit(self.metrics.line((self.metrics.consumed - logged) / (now - last_log)))
                 last_log, logged = now, self.metrics.consumed
-            if idle_exit_s is not None and now - idle_since >= idle_exit_s:
+            if idle.due(bool(polled)):
                 break
         emit(self.metrics.line(self.metrics.consumed / max(time.monotonic() - start, 1e-9)))
         return self.metrics

@@ -31,6 +31,7 @@ from ingest.metrics import IngestMetrics
 from ingest.order import OrderGuard
 from ingest.sinks import Sink, TransientSinkError
 from plantwatch.errors import PlantwatchError
+from plantwatch.idle import IdleExit, kafka_probe
 
 log = logging.getLogger("plantwatch.ingest")
 
@@ -378,12 +379,15 @@ class IngestService:
         Args:
             stop: set it (e.g. from a signal handler) to finish the current batch and return.
             max_messages: return after at least this many records were consumed.
-            idle_exit_s: return after this many seconds without a record.
+            idle_exit_s: return after this many seconds without a record, counted only
+                while Kafka answers and the consumer has caught up (:mod:`plantwatch.idle`).
             on_log: where progress lines go (default: the logger).
         """
         emit = on_log or log.info
         self.subscribe()
-        idle_since = time.monotonic()
+        idle = IdleExit(
+            idle_exit_s, kafka_probe(self._consumer), lambda m: log.warning("ingest: %s", m)
+        )
         start = time.monotonic()
         while not stop.is_set():
             polled = self._consumer.poll(
@@ -395,14 +399,13 @@ class IngestService:
                 with self.metrics.batch_seconds.time():
                     offsets = self.process(polled)
                 self._update_lag(offsets)
-                idle_since = now
             if now - self._last_log >= self.config.log_every_s:
                 rate = (self.metrics.consumed - self._logged_consumed) / (now - self._last_log)
                 emit(self.metrics.line(rate) + self._feature_note())
                 self._last_log, self._logged_consumed = now, self.metrics.consumed
             if max_messages is not None and self.metrics.consumed >= max_messages:
                 break
-            if idle_exit_s is not None and now - idle_since >= idle_exit_s:
+            if idle.due(bool(polled)):
                 break
         elapsed = max(time.monotonic() - start, 1e-9)
         emit(self.metrics.line(self.metrics.consumed / elapsed) + self._feature_note())

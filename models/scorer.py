@@ -36,6 +36,7 @@ from models.predictions import Prediction, encode_prediction
 from models.scoremetrics import ScorerMetrics
 from models.scoring import Batch, Batcher, score
 from models.servable import Servable, describe
+from plantwatch.idle import IdleExit, kafka_probe
 
 log = logging.getLogger("plantwatch.score")
 
@@ -261,12 +262,16 @@ class ScorerService:
         """Consume until ``stop`` is set (or nothing arrived for ``idle_exit_s`` seconds).
 
         One batch at a time is scored on a model thread while the next one fills; batches
-        commit in order, the next closes only after the previous one committed.
+        commit in order, the next closes only after the previous one committed. Idle time
+        counts only while Kafka answers and the consumer has caught up (plantwatch.idle).
         """
         emit = on_log or log.info
         cfg = self.config
         self.subscribe()
-        batch, flight, idle_since = Batch(), None, time.monotonic()
+        batch, flight = Batch(), None
+        idle = IdleExit(
+            idle_exit_s, kafka_probe(self._consumer), lambda m: log.warning("score: %s", m)
+        )
         last_log, logged = time.monotonic(), 0
         pool = ThreadPoolExecutor(1, thread_name_prefix="score-model")
         try:
@@ -289,7 +294,6 @@ class ScorerService:
                 if polled:
                     batch.since = now if batch.since is None else batch.since
                     self.batcher.add(polled, batch, self.model)
-                    idle_since = now
                 if flight is not None and flight.future.done():
                     batch = batch if self.finish(flight) else Batch()
                     flight = None
@@ -306,8 +310,9 @@ class ScorerService:
                 if now - last_log >= cfg.log_every_s:
                     emit(self._line((self.metrics.records - logged) / (now - last_log)))
                     last_log, logged = now, self.metrics.records
-                idle = idle_exit_s is not None and now - idle_since >= idle_exit_s
-                if idle and flight is None and not batch.offsets:
+                # Asked every turn (records reset it); due only while Kafka answers and the
+                # consumer is caught up (plantwatch.idle): a broker outage is not idle time.
+                if idle.due(bool(polled)) and flight is None and not batch.offsets:
                     break
             done = self.finish(flight) if flight is not None else True
             if done and batch.offsets:

@@ -15,7 +15,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,16 @@ TOPICS = {
     "tickets": "TICKETS",
     "feedback": "FEEDBACK",
 }
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, step: float = 0.5) -> bool:
+    """Poll ``cond`` every ``step`` seconds until it holds or ``timeout`` passed; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
 
 
 def pw(args: list[str], env: dict[str, str], log: Path, timeout: float = 300) -> str:

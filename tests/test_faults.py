@@ -57,6 +57,7 @@ from tests.pipeline_helpers import (
     records_behind,
     run_overrides,
     settings_of,
+    wait_until,
 )
 
 pytestmark = [
@@ -290,15 +291,6 @@ from(bucket: params.bucket)
     return keys
 
 
-def _wait(cond: Callable[[], bool], timeout: float, step: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
-
-
 def test_pipeline_survives_injected_faults(
     live_services: Settings, sim_model_dir: Path, unique: str, tmp_path: Path
 ) -> None:
@@ -365,7 +357,7 @@ def test_pipeline_survives_injected_faults(
         publisher = box.get("publisher")
         if publisher is not None and pub_thread.is_alive():
             publisher.open.clear()
-            _wait(lambda: publisher.paused.is_set() or not pub_thread.is_alive(), 120, 0.1)
+            wait_until(lambda: publisher.paused.is_set() or not pub_thread.is_alive(), 120, 0.1)
         fault.at = now()
         try:
             kafka.down()
@@ -408,7 +400,7 @@ def test_pipeline_survives_injected_faults(
             fault.note = "no ticket was sent meanwhile (fault not exercised)"
         else:  # the tickets held back are delivered
             accepted = sum(target.accepted.values())
-            ok = _wait(lambda: sum(target.accepted.values()) > accepted, 120, 0.2)
+            ok = wait_until(lambda: sum(target.accepted.values()) > accepted, 120, 0.2)
             fault.recovered_after = now() - fault.at - WEBHOOK_FAIL_S if ok else None
         with lock:
             faults.append(fault)

@@ -133,7 +133,9 @@ def senders_of(settings: Settings, producer: Any, writer: Any) -> dict[str, Any]
     "--idle-exit",
     type=click.FloatRange(min=0.1),
     default=None,
-    help="Stop after this many seconds without a record (for batch jobs and benchmarks).",
+    help="Stop after this many seconds without a record (for batch jobs and benchmarks), "
+    "counted only while Kafka answers and the input is read to its end: a broker outage "
+    "is waited out.",
 )
 @click.option(
     "--log-every",

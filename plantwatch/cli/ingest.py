@@ -30,7 +30,9 @@ from plantwatch.cli.main import cli, configure_logging, install_stop, settings_f
     "--idle-exit",
     type=click.FloatRange(min=0.1),
     default=None,
-    help="Stop after this many seconds without a record (for batch jobs and benchmarks).",
+    help="Stop after this many seconds without a record (for batch jobs and benchmarks), "
+    "counted only while Kafka answers and the input is read to its end: a broker outage "
+    "is waited out.",
 )
 @click.option(
     "--log-every",

@@ -66,8 +66,9 @@ def _start_local(settings: Settings) -> bool:
     "--idle-exit",
     type=click.FloatRange(min=0.1),
     default=None,
-    help="Give each stage this option: it stops after so many seconds without input; "
-    "the run ends when every stage has stopped.",
+    help="Give each stage this option: it stops after so many seconds without input "
+    "(counted only while Kafka answers and the stage has read its input to the end, so a "
+    "broker outage is waited out); the run ends when every stage has stopped.",
 )
 @click.option(
     "--model",

@@ -51,7 +51,9 @@ class NoModelError(PlantwatchError):
     "--idle-exit",
     type=click.FloatRange(min=0.1),
     default=None,
-    help="Stop after this many seconds without a record (for tests, demos and benchmarks).",
+    help="Stop after this many seconds without a record (for tests, demos and benchmarks), "
+    "counted only while Kafka answers and the input is read to its end: a broker outage "
+    "is waited out.",
 )
 @click.option(
     "--log-every",
