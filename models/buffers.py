@@ -121,13 +121,26 @@ class MachineBuffers:
 
     def window(self, equipment_id: str) -> Window:
         """A copy of the machine's current window (KeyError for a machine never seen)."""
+        x = np.empty((self.length, self.n_features), np.float32)
+        steps, age = self.copy_window(equipment_id, x)
+        return Window(x, window_mask(np.array([steps]), self.length)[0], steps, age)
+
+    def history(self, equipment_id: str) -> tuple[int, int]:
+        """``(steps, age)`` of the machine's current window (see :class:`Window`)."""
         m = self._m[equipment_id]
         age = m.last_step - m.seg_start
-        steps = min(self.length, age + 1)
-        mask = np.zeros(self.length, dtype=bool)
-        mask[self.length - steps :] = True
-        x = np.concatenate((m.x[m.head :], m.x[: m.head])) if m.head else m.x.copy()
-        return Window(x, mask, steps, age)
+        return min(self.length, age + 1), age
+
+    def copy_window(self, equipment_id: str, out: NDArray[np.float32]) -> tuple[int, int]:
+        """Write the machine's current window into ``out`` (L, F); returns ``(steps, age)``.
+
+        The scorer's hot path: no allocation, the window goes straight into its batch.
+        """
+        m = self._m[equipment_id]
+        tail = self.length - m.head
+        out[:tail] = m.x[m.head :]
+        out[tail:] = m.x[: m.head]
+        return self.history(equipment_id)
 
     def rewind_offset(self, equipment_ids: Iterable[str], segment: bool = False) -> int | None:
         """Where a replay must start to rebuild these machines' windows (None: none known).
@@ -149,6 +162,15 @@ class MachineBuffers:
         """Drop machines (their partition was revoked)."""
         for eid in equipment_ids:
             self._m.pop(eid, None)
+
+
+def window_mask(steps: NDArray[np.int64], length: int) -> NDArray[np.bool_]:
+    """(N, L) masks of windows with ``steps`` real steps each, at the end (newest last).
+
+    >>> window_mask(np.array([1, 3]), 3).tolist()
+    [[False, False, True], [True, True, True]]
+    """
+    return np.arange(length)[None, :] >= (length - np.asarray(steps))[:, None]
 
 
 def age_column(

@@ -36,6 +36,7 @@ from models.predictions import Prediction, encode_prediction
 from models.scoremetrics import ScorerMetrics
 from models.scoring import Batch, Batcher, score
 from models.servable import Servable, describe
+from plantwatch.connections import KeyPartitions
 from plantwatch.idle import IdleExit, kafka_probe
 
 log = logging.getLogger("plantwatch.score")
@@ -104,6 +105,7 @@ class ScorerService:
         self._pending_rewind: set[Any] = set()
         self._revoked = threading.Event()
         self._errors: list[BaseException] = []
+        self._partitions = KeyPartitions()
         producer.init_transactions()
 
     def _new_buffers(self) -> MachineBuffers:
@@ -139,8 +141,7 @@ class ScorerService:
                 continue
             committed = self._consumer.committed(tp, metadata=True)
             polled.pop(tp, None)
-            self.batcher.buffers.forget(self.batcher.machines_of.pop(tp, set()))
-            self.batcher.replay_until.pop(tp, None)
+            self.batcher.forget_partition(tp)
             if committed is None:
                 self._consumer.seek_to_beginning(tp)
                 continue
@@ -159,11 +160,10 @@ class ScorerService:
         from kafka import OffsetAndMetadata
 
         age = self.model.artifact.meta.age_scale is not None
+        now = time.monotonic()
         out = {}
         for tp, offset in offsets.items():
-            found = self.batcher.buffers.rewind_offset(
-                self.batcher.machines_of.get(tp, ()), segment=age
-            )
+            found = self.batcher.rewind_offset(tp, segment=age, now=now)
             rewind = offset if found is None else min(offset, found)
             out[tp] = OffsetAndMetadata(offset, commit_metadata(rewind), -1)
         return out
@@ -186,13 +186,17 @@ class ScorerService:
 
         preds = flight.future.result()
         batch = flight.batch
+        topic = self.config.predictions_topic
         try:
+            partitions = self._producer.partitions_for(topic)
             self._producer.begin_transaction()
             for p in preds:
+                key = p.equipment_id.encode()
                 self._producer.send(
-                    self.config.predictions_topic,
-                    key=p.equipment_id.encode(),
+                    topic,
+                    key=key,
                     value=encode_prediction(p),
+                    partition=self._partitions.of(key, partitions),
                 ).add_errback(self._errors.append)
             for d in batch.dead:
                 self._producer.send(

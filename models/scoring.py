@@ -14,23 +14,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from features.spec import normalize
 from ingest.dlq import DeadLetter, dead_letter
-from models.buffers import MachineBuffers
+from models.buffers import MachineBuffers, window_mask
 from models.featuredecode import decode_fast
 from models.predictions import Prediction
 from models.servable import Servable
+
+REWIND_REFRESH_S = 2.0
+"""How long :meth:`Batcher.rewind_offset` reuses a partition's rewind offset."""
 
 
 @dataclass
 class Batch:
     """Records polled since the last commit: queued windows, dead letters, next offsets.
 
-    ``windows`` rows are ``(equipment_id, window_end, x, mask, age, steps)``.
+    ``windows`` rows are ``(equipment_id, window_end, age, steps)``; their (L, F) features
+    are the rows of ``x_chunks`` concatenated, in the same order (one chunk per partition
+    and poll, so a window is copied once, when its step arrives).
     """
 
-    windows: list[tuple[str, int, Any, Any, int, int]] = field(default_factory=list)
+    windows: list[tuple[str, int, int, int]] = field(default_factory=list)
+    x_chunks: list[NDArray[np.float32]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     offsets: dict[Any, int] = field(default_factory=dict)
     reasons: Counter[str] = field(default_factory=Counter)
@@ -50,12 +57,47 @@ class Batcher:
         fingerprint: the feature rules' fingerprint records must carry.
         machines_of: the machines seen per partition (for rewinds).
         replay_until: per replaying partition, its committed offset.
+        rewinds: per (partition, segment), when its rewind offset was last computed, and it.
     """
 
     buffers: MachineBuffers
     fingerprint: str
     machines_of: dict[Any, set[str]] = field(default_factory=dict)
     replay_until: dict[Any, int] = field(default_factory=dict)
+    rewinds: dict[tuple[Any, bool], tuple[float, int]] = field(default_factory=dict)
+
+    def rewind_offset(self, tp: Any, segment: bool, now: float) -> int | None:
+        """Where a replay of ``tp`` must start to rebuild its windows (None: no machine yet).
+
+        Scanning every machine of a partition costs O(machines), so the result is reused for
+        :data:`REWIND_REFRESH_S` seconds. A reused offset is never too late: each machine's
+        kept offsets only grow, a machine first seen later has larger offsets than every
+        record read before, and :meth:`forget_partition` drops the cached value with the
+        machines. It is only earlier than needed, which costs a slightly longer replay.
+
+        >>> import numpy as np
+        >>> b = Batcher(MachineBuffers(2, 1, 10), "c")
+        >>> b.buffers.push("m", 0, np.zeros(1), offset=7), b.machines_of.setdefault("p", {"m"})
+        ('ok', {'m'})
+        >>> b.rewind_offset("p", False, now=0.0), b.buffers.push("m", 10, np.zeros(1), offset=8)
+        (7, 'ok')
+        >>> b.rewind_offset("p", False, now=1.0), b.rewind_offset("p", False, now=99.0)
+        (7, 8)
+        """
+        cached = self.rewinds.get((tp, segment))
+        if cached is not None and now - cached[0] < REWIND_REFRESH_S:
+            return cached[1]
+        found = self.buffers.rewind_offset(self.machines_of.get(tp, ()), segment=segment)
+        if found is not None:  # none yet: the next machine's offset is not known
+            self.rewinds[(tp, segment)] = (now, found)
+        return found
+
+    def forget_partition(self, tp: Any) -> None:
+        """Drop a partition's machines, replay mark and cached rewind (before a seek back)."""
+        self.buffers.forget(self.machines_of.pop(tp, set()))
+        self.replay_until.pop(tp, None)
+        self.rewinds.pop((tp, False), None)
+        self.rewinds.pop((tp, True), None)
 
     def _refusal(self, raw: bytes | None) -> tuple[Any, str, str]:
         record, reason = decode_fast(raw)
@@ -116,20 +158,26 @@ class Batcher:
         min_steps: int,
     ) -> None:
         machines = self.machines_of.setdefault(tp, set())
+        buffers = self.buffers
+        x = np.empty((len(good), buffers.length, buffers.n_features), np.float32)
+        queued = 0
         for (message, record), z in zip(good, Z, strict=True):
             eid = record.equipment_id
-            verdict = self.buffers.push(eid, record.step_start, z, message.offset)
+            verdict = buffers.push(eid, record.step_start, z, message.offset)
             machines.add(eid)
             if until is not None and message.offset < until:
                 continue
             if verdict == "duplicate":
                 batch.duplicates += 1
                 continue
-            w = self.buffers.window(eid)
-            if w.steps < min_steps:
+            if buffers.history(eid)[0] < min_steps:
                 batch.warming += 1
                 continue
-            batch.windows.append((eid, record.step_end, w.x, w.mask, w.age, w.steps))
+            steps, age = buffers.copy_window(eid, x[queued])
+            batch.windows.append((eid, record.step_end, age, steps))
+            queued += 1
+        if queued:
+            batch.x_chunks.append(x[:queued])
 
 
 def score(batch: Batch, m: Servable, step_ms: int, attribution_fraction: float) -> list[Prediction]:
@@ -137,9 +185,10 @@ def score(batch: Batch, m: Servable, step_ms: int, attribution_fraction: float) 
     if not batch.windows:
         return []
     spent = m.call_seconds
-    mask = np.stack([w[3] for w in batch.windows])
-    ages = np.array([w[4] for w in batch.windows])
-    x = m.inputs(np.stack([w[2] for w in batch.windows]), mask, ages)
+    mask = window_mask(np.array([w[3] for w in batch.windows]), m.length)
+    ages = np.array([w[2] for w in batch.windows])
+    chunks = batch.x_chunks
+    x = m.inputs(chunks[0] if len(chunks) == 1 else np.concatenate(chunks), mask, ages)
     logits = m.logits(x, mask)
     proba = m.probability(logits)
     meta = m.artifact.meta
@@ -161,5 +210,5 @@ def score(batch: Batch, m: Servable, step_ms: int, attribution_fraction: float) 
             steps,
             tops.get(i, ()),
         )
-        for i, (eid, end, _, _, _, steps) in enumerate(batch.windows)
+        for i, (eid, end, _, steps) in enumerate(batch.windows)
     ]

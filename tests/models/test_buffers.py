@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from features.spec import sequences
 from models.buffers import MachineBuffers, age_column
@@ -120,3 +122,39 @@ def test_windows_and_ages_equal_the_training_path() -> None:
 def test_bad_sizes_are_refused() -> None:
     with pytest.raises(ValueError, match="Received: length=0"):
         MachineBuffers(0, F, STEP)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2), st.sampled_from([1, 1, 1, 3]), st.floats(0.0, 3.0)),
+        min_size=1,
+        max_size=120,
+    ),
+    st.lists(st.booleans(), min_size=1, max_size=3),
+)
+@example([(0, 1, 3.0)] * 6, [False, True])  # a long segment: its start is before its last L-1
+def test_a_reused_rewind_offset_is_never_later_than_the_exact_one(
+    events: list[tuple[int, int, float]], segments: list[bool]
+) -> None:
+    """Batcher.rewind_offset reuses its value for a while; a reused value must never skip a
+    record that a rebuild needs, whatever machines appear, jump or repeat meanwhile."""
+    from models.scoring import Batcher
+
+    batcher = Batcher(MachineBuffers(L, F, STEP), "cfg")
+    last: dict[str, int] = {}
+    now = 0.0
+    for offset, (machine, jump, dt) in enumerate(events):
+        eid = f"m{machine}"
+        step = last.get(eid, 0) + jump  # jump > 1 starts a new segment
+        last[eid] = step
+        batcher.buffers.push(eid, step * STEP, _z(step), offset)
+        batcher.machines_of.setdefault("p0", set()).add(eid)
+        now += dt
+        for segment in segments:  # both kinds asked in turn: each must be its own
+            exact = batcher.buffers.rewind_offset(batcher.machines_of["p0"], segment=segment)
+            reused = batcher.rewind_offset("p0", segment, now)
+            assert exact is not None
+            assert reused is not None
+            assert reused <= exact
+    batcher.forget_partition("p0")
+    assert batcher.rewind_offset("p0", segments[0], now) is None
