@@ -13,8 +13,15 @@ from alerting.rules import Rules
 from ingest.dlq import reason_of
 from plantwatch.connections import kafka_config
 from plantwatch.settings import Settings
-
-from .helpers import MIN, Running, alert_points, base_ms, model_version, produce, risk_points
+from tests.alerting.helpers import (
+    MIN,
+    Running,
+    alert_points,
+    base_ms,
+    model_version,
+    produce,
+    risk_points,
+)
 
 pytestmark = pytest.mark.integration
 RULES = Rules(pending_steps=3, repeat_ms=0, deadman_ms=0)

@@ -18,8 +18,7 @@ from alerting.sinks import webhook_sender
 from alerting.state import MachineState, step
 from alerting.tickets import document, new_ticket
 from alerting.webhook import WebhookSink, check_url
-
-from .webtarget import TicketTarget
+from tests.alerting.webtarget import TicketTarget
 
 
 def _ticket(eid: str = "pump-1", start: int = 1000) -> dict[str, object]:

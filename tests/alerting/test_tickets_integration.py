@@ -19,9 +19,8 @@ from alerting.rules import Rules
 from alerting.sinks import webhook_sender
 from alerting.webhook import WebhookSink
 from plantwatch.settings import Settings
-
-from .helpers import MIN, Running, base_ms, model_version, produce
-from .webtarget import TicketTarget
+from tests.alerting.helpers import MIN, Running, base_ms, model_version, produce
+from tests.alerting.webtarget import TicketTarget
 
 pytestmark = pytest.mark.integration
 RULES = Rules(pending_steps=2, repeat_ms=0, deadman_ms=0)
