@@ -53,6 +53,13 @@ def busy_note(before: dict[str, Any], after: dict[str, Any]) -> str:
     )
 
 
+def run_header(before: dict[str, Any], runs: int | None = None) -> dict[str, Any]:
+    """The first keys of a result file: the machine before and now, how busy, the runs."""
+    after = machine()
+    head = {"machine": before, "machine_after": after, "busy": busy_note(before, after)}
+    return head if runs is None else head | {"runs": runs}
+
+
 def write_result(path: Path | None, result: dict[str, Any]) -> None:
     """Write the result as JSON (with a UTC time stamp) when a path is given."""
     if path is None:

@@ -10,20 +10,25 @@ AlertingService (state machine, store, synchronous InfluxDB writes, offset commi
    the local broker appends within a millisecond) until a Flux query returns its point:
    p50/p99 of that delay. Probes run in their own threads so they do not queue.
 
-    python bench/bench_alerting.py --rate 2000 --seconds 30 --out bench/results/alerting.json
+Both phases run ``--runs`` times (default 3), each run on fresh topics and a fresh store;
+each figure is the median of the runs with min and max (``bench/_common.summarize``).
+
+    python bench/bench_alerting.py --runs 3 --out bench/results/alerting.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from _common import fmt, machine, run_header, summarize, write_result
 
 from alerting import store
 from alerting.influx import InfluxWriter
@@ -186,39 +191,81 @@ def fixed_load(
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Run both phases; print a summary and write JSON."""
+    """Run both phases ``--runs`` times; print a summary and write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backlog", type=int, default=60_000)
     parser.add_argument("--rate", type=int, default=2000)
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--machines", type=int, default=200)
     parser.add_argument("--probe-every", type=float, default=0.25)
-    parser.add_argument("--runs", type=int, default=1, help="(accepted for bench.sh; one run)")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="runs of both phases (median, min, max)"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     settings = load_settings()
+    before = machine()
+    drains: list[dict[str, float]] = []
+    loads: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        d = drain(settings, args.backlog, args.machines, Path(tmp) / "drain.sqlite")
-        f = fixed_load(
-            settings,
-            args.rate,
-            args.seconds,
-            args.machines,
-            args.probe_every,
-            Path(tmp) / "load.sqlite",
-        )
-    result = {"drain": d, "fixed_load": f}
+        for run in range(args.runs):
+            d = drain(settings, args.backlog, args.machines, Path(tmp) / f"drain-{run}.sqlite")
+            f = fixed_load(
+                settings,
+                args.rate,
+                args.seconds,
+                args.machines,
+                args.probe_every,
+                Path(tmp) / f"load-{run}.sqlite",
+            )
+            drains.append(d)
+            loads.append(f)
+            print(
+                f"[alerting] run {run + 1}: drain {d['points_per_s']:,.0f} points/s "
+                f"({d['points']:,} points in {d['seconds']:.2f} s); at {f['rate']} "
+                f"predictions/s p50 {f['delay_p50_ms']:.0f} ms, p99 {f['delay_p99_ms']:.0f} ms, "
+                f"max {f['delay_max_ms']:.0f} ms ({f['probes']} probes, achieved "
+                f"{f['achieved_rate']:,.0f}/s)",
+                file=sys.stderr,
+            )
+    result: dict[str, Any] = {
+        **run_header(before, args.runs),
+        "config": {
+            "backlog": args.backlog,
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "machines": args.machines,
+            "probe_every": args.probe_every,
+        },
+        "drain": {
+            "predictions": args.backlog,
+            "points": [d["points"] for d in drains],
+            "points_per_s": summarize([d["points_per_s"] for d in drains]),
+            "seconds": summarize([d["seconds"] for d in drains]),
+        },
+        "fixed_load": {
+            "rate": args.rate,
+            "seconds": args.seconds,
+            "achieved_rate": summarize([f["achieved_rate"] for f in loads]),
+            "probes": [f["probes"] for f in loads],
+            "delay_p50_ms": summarize([f["delay_p50_ms"] for f in loads]),
+            "delay_p99_ms": summarize([f["delay_p99_ms"] for f in loads]),
+            "delay_max_ms": summarize([f["delay_max_ms"] for f in loads]),
+        },
+        "per_run": [{"drain": d, "fixed_load": f} for d, f in zip(drains, loads, strict=True)],
+    }
+    d, f = result["drain"], result["fixed_load"]
     print(
-        f"alerting drain: {d['predictions']} predictions -> {d['points']} points in "
-        f"{d['seconds']:.1f}s = {d['points_per_s']:,.0f} points/s into InfluxDB"
+        f"alerting drain: {args.backlog:,} predictions -> {statistics.median(d['points']):,.0f} "
+        f"points: {fmt(d['points_per_s'], 'points/s')} into InfluxDB; median of {args.runs}"
     )
     print(
-        f"alerting at {f['rate']} predictions/s for {f['seconds']}s: append -> queryable "
-        f"p50 {f['delay_p50_ms']:.0f} ms, p99 {f['delay_p99_ms']:.0f} ms "
-        f"(max {f['delay_max_ms']:.0f} ms, {f['probes']} probes)"
+        f"alerting at {args.rate} predictions/s for {args.seconds}s: append -> queryable "
+        f"p50 {fmt(f['delay_p50_ms'], 'ms')}, p99 {fmt(f['delay_p99_ms'], 'ms')}, "
+        f"max {fmt(f['delay_max_ms'], 'ms')}; median of {args.runs}, "
+        f"{sum(f['probes'])} probes; {result['busy']}"
     )
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
+    write_result(args.out, result)
     return result
 
 

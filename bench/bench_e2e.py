@@ -44,12 +44,12 @@ import numpy as np
 import orjson
 from _common import (
     GroupWatch,
-    busy_note,
     create_topics,
     drop_topics,
     fmt,
     machine,
     make_model,
+    run_header,
     summarize,
 )
 from _common import write_result as write_json
@@ -289,12 +289,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
         finally:
             drop_topics(settings, PREFIX)
-    after = machine()
     result: dict[str, Any] = {
-        "machine": before,
-        "machine_after": after,
-        "busy": busy_note(before, after),
-        "runs": args.runs,
+        **run_header(before, args.runs),
         "load": {
             "machines": args.machines,
             "records_per_s": args.machines,

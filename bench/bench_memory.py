@@ -1,7 +1,8 @@
 """Benchmark: resident memory of each service against fleet size (run by `make bench`).
 
 For each fleet size (``--sizes``, default 1k, 10k and 100k machines) and each of
-``--runs`` runs, on fresh topics:
+``--runs`` runs (default 3; each figure is the median of the runs with min and max), on
+fresh topics:
 
 1. ``plantwatch simulate --machines M --count M --batch-size S --interval-ms 60000``: one
    message per machine with S (``--samples``, default 5) one-minute samples, so that with
@@ -35,13 +36,13 @@ from typing import Any
 
 from _common import (
     GroupWatch,
-    busy_note,
     create_topics,
     drop_topics,
     end_offsets,
     machine,
     make_model,
     proc_memory,
+    run_header,
     summarize,
 )
 from _common import write_result as write_json
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--samples", type=int, default=5, help="one-minute samples per machine")
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3, help="runs of every size (median, min, max)")
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds per service")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -213,12 +214,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     )
         finally:
             drop_topics(settings, PREFIX)
-    after = machine()
     result: dict[str, Any] = {
-        "machine": before,
-        "machine_after": after,
-        "busy": busy_note(before, after),
-        "runs": args.runs,
+        **run_header(before, args.runs),
         "setup": f"plant preset, {args.samples} one-minute samples per machine "
         f"({args.samples - 3} closed steps each), scorer GRU(8) L=20 min_steps 2 random weights, services run one after "
         "the other; RSS read 1 s after each has committed its input",
@@ -246,24 +243,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ]
         per_machine[s] = summarize(diffs) if diffs else None
     result["bytes_per_machine"] = per_machine
-    print(f"memory (resident MiB, median of {args.runs}; peak in brackets)")
-    print(f"{'machines':>10}  " + "  ".join(f"{s:>16}" for s in SERVICES))
+    print(
+        f"memory (resident MiB, median of {args.runs} [min..max]; peak median in brackets; "
+        "* = a run did not finish)"
+    )
+    print(f"{'machines':>10}  " + "  ".join(f"{s:>24}" for s in SERVICES))
+
+    def cell(s: dict[str, float], digits: int = 0) -> str:
+        return f"{s['median']:,.{digits}f} [{s['min']:,.{digits}f}..{s['max']:,.{digits}f}]"
+
     for n in sizes:
         row = result["sizes"][str(n)]
         cells = [
-            f"{row[s]['rss_mib']['median']:>7,.0f} ({row[s]['peak_mib']['median']:>5,.0f})"
+            f"{cell(row[s]['rss_mib'])} ({row[s]['peak_mib']['median']:,.0f})"
             + ("" if row[s]["finished"] else "*")
             for s in SERVICES
         ]
-        print(f"{n:>10,}  " + "  ".join(f"{c:>16}" for c in cells))
+        print(f"{n:>10,}  " + "  ".join(f"{c:>24}" for c in cells))
     if int(hi) > int(lo):
         print(
             f"{'bytes/mach':>10}  "
-            + "  ".join(
-                f"{per_machine[s]['median']:>16,.0f}"  # type: ignore[index]
-                for s in SERVICES
-            )
-            + f"   ((RSS at {int(hi):,} - RSS at {int(lo):,}) / machines; min/max in JSON)"
+            + "  ".join(f"{cell(per_machine[s]):>24}" for s in SERVICES)  # type: ignore[arg-type]
+            + f"   ((RSS at {int(hi):,} - RSS at {int(lo):,}) / machines)"
         )
     print(f"memory setup: {result['setup']}; {result['busy']}")
     write_json(args.out, result)

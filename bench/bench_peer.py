@@ -57,12 +57,12 @@ from typing import Any
 
 from _common import (
     GroupWatch,
-    busy_note,
     create_topics,
     drop_topics,
     end_offsets,
     fmt,
     machine,
+    run_header,
     summarize,
 )
 from _common import write_result as write_json
@@ -325,11 +325,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     finally:
         drop_topics(settings, PREFIX)
         drop_topics(settings, f"changelog__{PREFIX}")
-    after = machine()
     result: dict[str, Any] = {
-        "machine": before,
-        "machine_after": after,
-        "busy": busy_note(before, after),
+        **run_header(before),
         "data": {
             "machines": args.machines,
             "records": total,
