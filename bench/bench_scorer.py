@@ -10,6 +10,10 @@
    minus its feature record's append time on the features topic (both topics use
    LogAppendTime); p50/p99/max over the steps after warm-up. The scorer keeps up when
    every step's predictions are out and the p99 stays well under the 1 s step period.
+3. Capacity: the same scorer on a topic already holding 25 steps of every machine.
+
+Parts 2 and 3 run ``--load-runs`` times (default 3) on fresh topics; the JSON has the
+median/min/max and every run.
 
     python bench/bench_scorer.py --machines 10000 --seconds 40 --out bench/results/scorer.json
 """
@@ -31,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from _common import fmt, machine, run_header, summarize
 
 from plantwatch.connections import kafka_config
 from plantwatch.presets import PRESETS
@@ -270,6 +275,12 @@ def main() -> None:
         default=None,
         help="PLANTWATCH_SCORER_ATTRIBUTION_FRACTION for the scorer (default: its default)",
     )
+    parser.add_argument(
+        "--load-runs",
+        type=int,
+        default=3,
+        help="runs of the capacity and of the offered-load test (median, min, max)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/scorer.json"))
     args = parser.parse_args()
     settings = load_settings()
@@ -278,15 +289,42 @@ def main() -> None:
     extra = ["--max-batch", str(args.max_batch)] if args.max_batch else []
     if args.attribution_fraction is not None:
         os.environ["PLANTWATCH_SCORER_ATTRIBUTION_FRACTION"] = str(args.attribution_fraction)
+    before = machine()
+    through = throughput(model, batches, args.runs)
+    capacity = [
+        load_test(settings, model, args.machines, 25, extra, backlog=True)
+        for _ in range(args.load_runs)
+    ]
+    load = [load_test(settings, model, args.machines, args.seconds, extra) for _ in capacity]
     result = {
+        **run_header(before, args.load_runs),
         "cores": os.cpu_count(),
         "scorer_options": extra,
         "attribution_fraction": args.attribution_fraction,
         "network": "gru(32), L=50, 144 features (plant rules)",
-        "throughput_windows_per_s": throughput(model, batches, args.runs),
-        "capacity": load_test(settings, model, args.machines, 25, extra, backlog=True),
-        "load": load_test(settings, model, args.machines, args.seconds, extra),
+        "throughput_windows_per_s": through,
+        "capacity": {
+            "predictions_per_s": summarize([c["predictions_per_s"] for c in capacity]),
+            "per_run": capacity,
+        },
+        "load": {
+            "machines": args.machines,
+            "seconds": args.seconds,
+            "all_predictions": all(r["predictions"] == r["expected_predictions"] for r in load),
+            "delay_p50_ms": summarize([r["delay_ms"]["p50"] for r in load]),
+            "delay_p99_ms": summarize([r["delay_ms"]["p99"] for r in load]),
+            "delay_max_ms": summarize([r["delay_ms"]["max"] for r in load]),
+            "per_run": load,
+        },
     }
+    c, ld = result["capacity"], result["load"]
+    print(
+        f"scorer capacity (10000 machines, backlog): {fmt(c['predictions_per_s'])} "
+        f"predictions/s; at {args.machines} machines x 1 step/s: delay p50 "
+        f"{fmt(ld['delay_p50_ms'], 'ms')}, p99 {fmt(ld['delay_p99_ms'], 'ms')}; "
+        f"median of {args.load_runs}; {result['busy']}",
+        flush=True,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
 
