@@ -27,16 +27,20 @@ from plantwatch.flux import FluxValue, flux_params
 from plantwatch.groundtruth import Comparison, Failure, Opened, compare
 from plantwatch.settings import Settings
 
-_COUNTS = """
+_RISK_POINTS = """
 {params}
 from(bucket: params.bucket)
   |> range(start: params.start, stop: params.stop)
   |> filter(fn: (r) => r._measurement == "failure_risk" and r._field == "probability")
   |> filter(fn: (r) => contains(value: r.equipment_id, set: params.machines))
   |> filter(fn: (r) => contains(value: r.model_version, set: params.versions))
-  |> group(columns: ["equipment_id"])
+"""
+_COUNTS = (
+    _RISK_POINTS
+    + """  |> group(columns: ["equipment_id"])
   |> count()
 """
+)
 
 _SERIES = """
 {params}
@@ -102,8 +106,8 @@ class RunReport:
         }
 
 
-def read_topic(settings: Settings, topic: str) -> Iterator[bytes | None]:
-    """Every committed record value of a topic, from its start to its end now.
+def read_records(settings: Settings, topic: str) -> Iterator[Any]:
+    """Every committed record of a topic (kafka-python records), from its start to its end now.
 
     Transactional topics hold commit markers, so counting end offsets would overcount;
     this reads the records (``read_committed``). A missing topic yields nothing.
@@ -124,10 +128,15 @@ def read_topic(settings: Settings, topic: str) -> Iterator[bytes | None]:
         ends = consumer.end_offsets(parts)
         while any(consumer.position(tp) < ends[tp] for tp in parts):
             for records in consumer.poll(timeout_ms=1000).values():
-                for record in records:
-                    yield record.value
+                yield from records
     finally:
         consumer.close()
+
+
+def read_topic(settings: Settings, topic: str) -> Iterator[bytes | None]:
+    """Every committed record value of a topic (:func:`read_records`)."""
+    for record in read_records(settings, topic):
+        yield record.value
 
 
 def read_failures(settings: Settings, topic: str, start_ms: int, end_ms: int) -> list[Failure]:
@@ -160,15 +169,11 @@ def produced_predictions(settings: Settings, start_ms: int, end_ms: int) -> set[
     return seen
 
 
-_KEYS = """
-{params}
-from(bucket: params.bucket)
-  |> range(start: params.start, stop: params.stop)
-  |> filter(fn: (r) => r._measurement == "failure_risk" and r._field == "probability")
-  |> filter(fn: (r) => contains(value: r.equipment_id, set: params.machines))
-  |> filter(fn: (r) => contains(value: r.model_version, set: params.versions))
-  |> keep(columns: ["_time", "equipment_id", "model_version"])
+_KEYS = (
+    _RISK_POINTS
+    + """  |> keep(columns: ["_time", "equipment_id", "model_version"])
 """
+)
 
 
 def stored_keys(client: Any, settings: Settings, wanted: set[Key]) -> set[Key]:

@@ -229,29 +229,10 @@ def _publish(settings: Settings, seed: int, publisher_box: dict[str, Any]) -> No
 
 def _dlq_reasons(settings: Settings, topic: str) -> Counter[str]:
     """Dead letters of a topic per ``plantwatch.reason`` header (read_committed)."""
-    from kafka import KafkaConsumer, TopicPartition
-
     from ingest.dlq import reason_of
-    from plantwatch.connections import kafka_config
+    from plantwatch.report import read_records
 
-    consumer = KafkaConsumer(
-        **kafka_config(settings), enable_auto_commit=False, isolation_level="read_committed"
-    )
-    reasons: Counter[str] = Counter()
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not parts:
-            return reasons
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        while any(consumer.position(tp) < ends[tp] for tp in parts):
-            for records in consumer.poll(timeout_ms=1000).values():
-                for record in records:
-                    reasons[reason_of(record.headers)[0]] += 1
-    finally:
-        consumer.close()
-    return reasons
+    return Counter(reason_of(r.headers)[0] for r in read_records(settings, topic))
 
 
 def _influx_keys(

@@ -13,7 +13,7 @@ from alerting.rules import Rules, Silences
 from alerting.service import AlertConfig, AlertingService
 from models.predictions import Prediction, encode_prediction
 from models.registry import versions_in
-from plantwatch.connections import influx_client, kafka_config
+from plantwatch.connections import influx_client, kafka_config, stage_consumer_config
 from plantwatch.settings import Settings
 
 MIN = 60_000
@@ -111,16 +111,7 @@ class Running:
     ) -> None:
         from kafka import KafkaConsumer, KafkaProducer
 
-        self.consumer = KafkaConsumer(
-            **kafka_config(
-                settings,
-                group_id=group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                session_timeout_ms=10_000,
-                heartbeat_interval_ms=3_000,
-            )
-        )
+        self.consumer = KafkaConsumer(**stage_consumer_config(settings, group))
         self.producer = KafkaProducer(**kafka_config(settings, acks="all"))
         self.client = influx_client(settings, timeout_ms=3000)
         self.conn = store.connect(db)
