@@ -5,7 +5,7 @@
    network (GRU(32), L = 50), median/min/max of ``--runs`` runs of ~1 s each.
 2. Delay at a fixed offered load, against the real broker: ``--machines`` machines at one
    feature step per second each for ``--seconds`` seconds into a fresh features topic;
-   `plantwatch score` (a subprocess, default settings: max batch 256, max wait 200 ms)
+   `plantwatch score` (a subprocess, default settings: max batch 1024, max wait 200 ms)
    scores them. The delay of each prediction is its append time on the predictions topic
    minus its feature record's append time on the features topic (both topics use
    LogAppendTime); p50/p99/max over the steps after warm-up. The scorer keeps up when

@@ -53,7 +53,7 @@ class ScorerConfig:
     topic: str = "features"
     predictions_topic: str = "predictions"
     dlq_topic: str = "features.dlq"
-    max_batch: int = 256
+    max_batch: int = 1024
     max_wait_ms: int = 200
     poll_timeout_ms: int = 500
     max_poll_records: int = 2000

@@ -186,7 +186,7 @@ class Settings(BaseSettings):
         "or computed with other feature rules than the model's).",
     )
     scorer_max_batch: int = Field(
-        256, description="Most windows per model call (batches are padded to pinned sizes)."
+        1024, description="Most windows per model call (batches are padded to pinned sizes)."
     )
     scorer_max_wait_ms: int = Field(
         200, description="Longest wait (ms) for a batch to fill before it is scored anyway."

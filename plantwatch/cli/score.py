@@ -38,7 +38,7 @@ class NoModelError(PlantwatchError):
     type=click.IntRange(1, 65536),
     default=None,
     help="Most windows per model call; one call serves many machines "
-    "[default: PLANTWATCH_SCORER_MAX_BATCH, 256].",
+    "[default: PLANTWATCH_SCORER_MAX_BATCH, 1024].",
 )
 @click.option(
     "--max-wait-ms",
