@@ -154,23 +154,44 @@ class IngestService:
 
         self._consumer.subscribe([self.config.topic], listener=_Listener())
 
+    def rebuild_all(self) -> None:
+        """Forget every assigned partition's state; each rewinds before its next record.
+
+        After a refused transaction: the in-memory state (order guard, windows) already
+        holds the batch that was not committed, so it is rebuilt from the committed offsets
+        exactly as after a new assignment.
+        """
+        for tp in self._consumer.assignment():
+            machines = self._machines_of.pop(tp, set())
+            self._guard.forget(machines)
+            if self.features is not None:
+                self.features.forget(list(machines))
+            self._replay_until.pop(tp, None)
+            self._pending_rewind.add(tp)
+
     def _rewind(self, polled: dict[Any, list[Any]]) -> None:
-        """Seek newly assigned partitions back to their rewind point.
+        """Seek partitions to rebuild (new, or after a refused batch) back to their rewind point.
 
         The rewind point comes from the commit metadata; replaying from it rebuilds the
-        windows. Already polled records of a rewound partition are dropped: the seek
-        fetches them again.
+        windows. Without windows (or metadata) a partition goes back to its committed
+        offset (the earliest record when none is committed). Already polled records of
+        such a partition are dropped: the seek fetches them again.
         """
         while self._pending_rewind:
             tp = self._pending_rewind.pop()
-            committed = self._consumer.committed(tp, metadata=True)
-            if committed is None or self.features is None:
+            if tp not in self._consumer.assignment():
                 continue
-            rewind = parse_rewind(committed.metadata)
-            if rewind is not None and rewind < committed.offset:
+            committed = self._consumer.committed(tp, metadata=True)
+            polled.pop(tp, None)
+            if committed is None:
+                self._consumer.seek_to_beginning(tp)
+                continue
+            rewind = parse_rewind(committed.metadata) if self.features is not None else None
+            if rewind is None or rewind >= committed.offset:
+                self._consumer.seek(tp, committed.offset)
+            else:
                 self._consumer.seek(tp, rewind)
                 self._replay_until[tp] = committed.offset
-                polled.pop(tp, None)
                 log.info(
                     "ingest: partition %d: replaying offsets %d..%d to rebuild windows",
                     tp.partition,
@@ -267,7 +288,8 @@ class IngestService:
         for sink in self._sinks:
             sink.write(batch.valid)
         self._flush_sinks()
-        self._produce_and_commit(batch)
+        if not self._produce_and_commit(batch):
+            return {}
         self.metrics.add(batch.consumed, len(batch.valid), batch.duplicates, batch.reasons)
         return batch.offsets
 
@@ -319,7 +341,8 @@ class IngestService:
                 timestamp_ms=out.timestamp_ms,
             ).add_errback(self._errors.append)
 
-    def _produce_and_commit(self, batch: _Batch) -> None:
+    def _produce_and_commit(self, batch: _Batch) -> bool:
+        """Publish the batch's outputs and commit its offsets; False: refused, rebuilding."""
         from kafka.errors import KafkaError, ProducerFencedError
 
         commit = self._commit_offsets(batch.offsets)
@@ -328,7 +351,7 @@ class IngestService:
             self._producer.flush()
             self._raise_send_errors()
             self._consumer.commit(commit)
-            return
+            return True
         try:
             self._producer.begin_transaction()
             self._send(batch)
@@ -340,13 +363,18 @@ class IngestService:
                 "instance its own PLANTWATCH_INSTANCE_ID"
             ) from exc
         except KafkaError as exc:
+            self._errors.clear()
             with contextlib.suppress(KafkaError):
                 self._producer.abort_transaction()
-            raise DeadLetterError(
-                f"Kafka refused the batch's transaction ({type(exc).__name__}: {exc}); "
-                "nothing was committed and the batch will be replayed"
-            ) from exc
+            log.warning(
+                "ingest: batch not committed (%s: %s); rebuilding from the committed offsets",
+                type(exc).__name__,
+                exc,
+            )
+            self.rebuild_all()
+            return False
         self._raise_send_errors()
+        return True
 
     def _raise_send_errors(self) -> None:
         if self._errors:

@@ -1,0 +1,155 @@
+"""A batch whose Kafka transaction is refused is rebuilt in-process (pure logic, fake Kafka).
+
+The real-broker side (a broker stopped mid-commit) is part of ``tests/test_faults.py``; here a
+fake consumer and transactional producer make the refusal deterministic, and the check is
+that nothing is lost or doubled: the service does not exit, the offsets go back to the last
+commit, the order guard forgets the uncommitted batch (its records are not "duplicates" when
+they come again), and the dead letter is published once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import OffsetAndMetadata, TopicPartition
+from kafka.errors import CommitFailedError
+
+from ingest.contract import Telemetry, encode
+from ingest.service import IngestConfig, IngestService
+
+NOW_MS = 1_795_000_000_000
+TP = TopicPartition("telemetry", 0)
+
+
+@dataclass
+class _Message:
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+
+
+class _Consumer:
+    def __init__(self, values: list[bytes]) -> None:
+        self.log = [_Message(i, b"m", v, NOW_MS) for i, v in enumerate(values)]
+        self.position = 0
+        self.committed_offset: int | None = None
+        self.listener: Any = None
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self.listener = listener
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[_Message]]:
+        if self.listener is not None:
+            self.listener.on_partitions_assigned({TP})
+            self.listener = None
+        got = self.log[self.position : self.position + 3]  # three records per poll
+        self.position += len(got)
+        return {TP: got} if got else {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
+    def committed(self, tp: TopicPartition, metadata: bool = False) -> Any:
+        if self.committed_offset is None:
+            return None
+        return OffsetAndMetadata(self.committed_offset, "", -1)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.position = offset
+
+    def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        self.position = 0
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return len(self.log)
+
+    def group_metadata(self) -> str:
+        return "group"
+
+
+class _Future:
+    def add_errback(self, fn: Any) -> _Future:
+        return self
+
+
+class _Producer:
+    """Transactional: sends become visible only when their transaction commits."""
+
+    def __init__(self, consumer: _Consumer, refuse: int) -> None:
+        self.consumer, self.refuse = consumer, refuse  # refuse the N-th commit
+        self.pending: list[tuple[str, bytes | None]] = []
+        self.offsets: Any = None
+        self.visible: list[tuple[str, bytes | None]] = []
+        self.commits = 0
+        self.aborts = 0
+
+    def init_transactions(self) -> None:
+        pass
+
+    def begin_transaction(self) -> None:
+        self.pending, self.offsets = [], None
+
+    def send(self, topic: str, key: Any = None, value: Any = None, **_: Any) -> _Future:
+        self.pending.append((topic, value))
+        return _Future()
+
+    def send_offsets_to_transaction(self, offsets: Any, group: Any) -> None:
+        self.offsets = offsets
+
+    def commit_transaction(self) -> None:
+        self.commits += 1
+        if self.commits == self.refuse:
+            raise CommitFailedError("the broker went away")
+        self.visible += self.pending
+        self.consumer.committed_offset = self.offsets[TP].offset
+
+    def abort_transaction(self) -> None:
+        self.aborts += 1
+        self.pending = []
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.written: list[Telemetry] = []
+
+    def write(self, records: Sequence[Telemetry]) -> None:
+        self.written += records
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_refused_transaction_rebuilds_instead_of_exiting() -> None:
+    values = [
+        encode(Telemetry("m", NOW_MS - 60_000 + i * 1000, {"temp": float(i)})) for i in range(4)
+    ]
+    values.insert(2, b"not json")  # offset 2: a dead letter in the refused batch
+    consumer = _Consumer([*values, encode(Telemetry("m", NOW_MS - 10_000, {"temp": 9.0}))])
+    producer = _Producer(consumer, refuse=1)  # the first batch (offsets 0..2) is refused
+    sink = _Sink()
+    service = IngestService(
+        consumer,
+        producer,
+        [sink],
+        IngestConfig(transactional=True),
+        clock=lambda: NOW_MS / 1000,
+    )
+    service.subscribe()
+    for _ in range(8):  # assignment rewind, refused batch, rebuild rewind, replay, ...
+        polled = consumer.poll(timeout_ms=0, max_records=3)
+        service._rewind(polled)
+        if polled:
+            service.process(polled)
+
+    assert producer.aborts == 1
+    assert consumer.committed_offset == len(consumer.log)  # everything, after the replay
+    dead = [v for topic, v in producer.visible if topic == "telemetry.dlq"]
+    assert dead == [b"not json"]  # published once: the refused transaction's copy was aborted
+    assert service.metrics.duplicates == 0  # the replayed records are not taken for repeats
+    assert service.metrics.consumed == len(consumer.log)  # the refused batch is not counted
+    expected = {NOW_MS - 60_000 + i * 1000 for i in range(4)} | {NOW_MS - 10_000}
+    assert {r.ts_ms for r in sink.written} == expected  # every valid sample reached the sink
+    assert len(sink.written) == 5 + 2  # the refused batch's 2 again (sinks are idempotent)
