@@ -9,11 +9,14 @@
    scores them. The delay of each prediction is its append time on the predictions topic
    minus its feature record's append time on the features topic (both topics use
    LogAppendTime); p50/p99/max over the steps after warm-up. The scorer keeps up when
-   every step's predictions are out and the p99 stays well under the 1 s step period.
+   every step's predictions are out and the delay does not grow: the median delay of the
+   last third of the steps is no larger than that of the first third (a scorer behind
+   its input falls further behind with every step).
 3. Capacity: the same scorer on a topic already holding 25 steps of every machine.
 
 Parts 2 and 3 run ``--load-runs`` times (default 3) on fresh topics; the JSON has the
-median/min/max and every run.
+median/min/max and every run. ``--instances N`` runs N scorer processes in one consumer
+group (``--partitions`` per topic, default 3; give a multiple of N so they share evenly).
 
     python bench/bench_scorer.py --machines 10000 --seconds 40 --out bench/results/scorer.json
 """
@@ -88,11 +91,11 @@ def throughput(model: Path, batches: list[int], runs: int) -> dict[str, Any]:
     return out
 
 
-def _topics(settings: Settings, names: list[str]) -> None:
+def _topics(settings: Settings, names: list[str], partitions: int) -> None:
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(**kafka_config(settings))
-    spec = {"num_partitions": 3, "replication_factor": -1}
+    spec = {"num_partitions": partitions, "replication_factor": -1}
     admin.create_topics(
         {n: {**spec, "configs": {"message.timestamp.type": "LogAppendTime"}} for n in names}
     )
@@ -167,48 +170,54 @@ def load_test(
     seconds: int,
     extra: list[str],
     backlog: bool = False,
+    instances: int = 1,
+    partitions: int = 3,
 ) -> dict[str, Any]:
     """Append-to-append delay at a fixed offered load (``backlog``: capacity on a full topic)."""
     tag = uuid.uuid4().hex[:8]
     features, preds, dlq = f"bench-f-{tag}", f"bench-p-{tag}", f"bench-fdlq-{tag}"
-    _topics(settings, [features, preds, dlq])
+    _topics(settings, [features, preds, dlq], partitions)
     env = dict(os.environ)
     env.update(
         PLANTWATCH_TOPIC_FEATURES=features,
         PLANTWATCH_TOPIC_PREDICTIONS=preds,
         PLANTWATCH_TOPIC_FEATURES_DLQ=dlq,
         PLANTWATCH_SCORER_GROUP=f"bench-scorer-{tag}",
-        PLANTWATCH_INSTANCE_ID=f"bench-{tag}",
         TF_CPP_MIN_LOG_LEVEL="3",
     )
-    log = Path(tempfile.mkdtemp()) / "score.log"
+    logs = [Path(tempfile.mkdtemp()) / f"score-{k}.log" for k in range(instances)]
     cmd = [sys.executable, "-c", "from plantwatch.cli import main; main()", "score"]
     late: list[float] = [0.0]
     if backlog:
         _offer(settings, features, machines, seconds, late, paced=False)
-    with log.open("w") as err:
-        proc = subprocess.Popen(
-            [*cmd, "--model", str(model), "--idle-exit", "5", "--log-every", "5", *extra],
-            env=env,
-            stdout=err,
-            stderr=err,
-        )
-        while "score: assigned" not in log.read_text():
-            if proc.poll() is not None:
-                raise SystemExit(log.read_text()[-3000:])
-            time.sleep(0.2)
-        if not backlog:
-            args = (settings, features, machines, seconds, late, True)
-            offer = threading.Thread(target=_offer, args=args)
-            offer.start()
-            offer.join()
+    procs = []
+    for k, log in enumerate(logs):
+        with log.open("w") as err:
+            procs.append(
+                subprocess.Popen(
+                    [*cmd, "--model", str(model), "--idle-exit", "5", "--log-every", "5", *extra],
+                    env={**env, "PLANTWATCH_INSTANCE_ID": f"bench-{tag}-{k}"},
+                    stdout=err,
+                    stderr=err,
+                )
+            )
+    _wait_assigned(procs, logs, partitions)
+    if not backlog:
+        args = (settings, features, machines, seconds, late, True)
+        offer = threading.Thread(target=_offer, args=args)
+        offer.start()
+        offer.join()
+    for proc in procs:
         proc.wait(timeout=600)
+    log = logs[0]
     fed = _read(settings, features, "step_end")
     flagged: list[int] = []
     got = _read(settings, preds, "window_end", flagged)
     _drop(settings, [features, preds, dlq])
     warm = (MIN_STEPS + 5) * WINDOW.step_ms
-    delays = np.array([got[k] - fed[k] for k in got if k[1] > warm], dtype=np.float64)
+    keys = [k for k in got if k[1] > warm]
+    delays = np.array([got[k] - fed[k] for k in keys], dtype=np.float64)
+    ends = np.array([k[1] for k in keys])
     expected = machines * (seconds - MIN_STEPS + 1)
     span_s = max((max(got.values()) - min(got.values())) / 1000, 1e-3)
     if backlog:
@@ -239,18 +248,46 @@ def load_test(
             "p50": float(np.percentile(delays, 50)),
             "p99": float(np.percentile(delays, 99)),
             "max": float(delays.max()),
+            # keeping up: the delay of the last third of the steps is no larger than that
+            # of the first third (a scorer behind its input falls further behind each step)
+            **_trend(delays, ends),
         },
         "scorer_log_tail": [ln for ln in log.read_text().splitlines() if "score:" in ln][-3:],
     }
     print(
         f"offered load {machines} machines x 1 step/s for {seconds}s: {len(got)}/{expected} "
-        f"predictions, append-to-append delay p50 {result['delay_ms']['p50']:.0f} ms, "
+        f"predictions, append-to-append delay p50 {result['delay_ms']['p50']:.0f} ms "
+        f"(first third of the steps {result['delay_ms']['p50_first_third']:.0f} ms, last third "
+        f"{result['delay_ms']['p50_last_third']:.0f} ms), "
         f"p99 {result['delay_ms']['p99']:.0f} ms, max {result['delay_ms']['max']:.0f} ms "
         f"(producer at most {max(late):.2f}s behind its schedule; top sensors computed for "
         f"{100 * len(flagged) / max(len(got), 1):.1f}% of predictions)",
         flush=True,
     )
     return result
+
+
+def _trend(delays: Any, ends: Any) -> dict[str, float]:
+    """The median delay of the first and of the last third of the steps (by window end)."""
+    lo, hi = np.percentile(ends, [100 / 3, 200 / 3])
+    return {
+        "p50_first_third": float(np.median(delays[ends <= lo])),
+        "p50_last_third": float(np.median(delays[ends > hi])),
+    }
+
+
+def _wait_assigned(procs: list[Any], logs: list[Path], partitions: int) -> None:
+    """Until the instances' latest assignments cover every partition (the group is stable)."""
+    while True:
+        latest = []
+        for proc, log in zip(procs, logs, strict=True):
+            if proc.poll() is not None:
+                raise SystemExit(log.read_text()[-3000:])
+            lines = [ln for ln in log.read_text().splitlines() if "score: assigned" in ln]
+            latest.append(lines[-1].rsplit("[", 1)[-1].rstrip("]") if lines else "")
+        if sum(len([p for p in a.split(",") if p.strip()]) for a in latest) == partitions:
+            return
+        time.sleep(0.2)
 
 
 def _drop(settings: Settings, topics: list[str]) -> None:
@@ -281,28 +318,73 @@ def main() -> None:
         default=3,
         help="runs of the capacity and of the offered-load test (median, min, max)",
     )
+    parser.add_argument(
+        "--instances",
+        default="1,2",
+        help="scorer processes in the group, one setting or several compared side by side "
+        "(runs interleaved; default 1,2)",
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=3, help="partitions of the bench topics (default 3)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/scorer.json"))
     args = parser.parse_args()
     settings = load_settings()
     model = make_model(Path(tempfile.mkdtemp()) / "model")
     batches = [int(b) for b in args.batches.split(",")]
+    counts = [int(n) for n in args.instances.split(",")]
     extra = ["--max-batch", str(args.max_batch)] if args.max_batch else []
     if args.attribution_fraction is not None:
         os.environ["PLANTWATCH_SCORER_ATTRIBUTION_FRACTION"] = str(args.attribution_fraction)
     before = machine()
     through = throughput(model, batches, args.runs)
-    capacity = [
-        load_test(settings, model, args.machines, 25, extra, backlog=True)
-        for _ in range(args.load_runs)
-    ]
-    load = [load_test(settings, model, args.machines, args.seconds, extra) for _ in capacity]
+    capacity: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
+    load: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
+    for _ in range(args.load_runs):
+        for n in counts:
+            group = {"instances": n, "partitions": args.partitions}
+            capacity[n].append(
+                load_test(settings, model, args.machines, 25, extra, backlog=True, **group)
+            )
+    for _ in range(args.load_runs):
+        for n in counts:
+            group = {"instances": n, "partitions": args.partitions}
+            load[n].append(load_test(settings, model, args.machines, args.seconds, extra, **group))
     result = {
         **run_header(before, args.load_runs),
         "cores": os.cpu_count(),
         "scorer_options": extra,
+        "partitions": args.partitions,
         "attribution_fraction": args.attribution_fraction,
         "network": "gru(32), L=50, 144 features (plant rules)",
         "throughput_windows_per_s": through,
+        "instances": {str(n): _group_result(capacity[n], load[n], args) for n in counts},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    for n in counts:
+        c, ld = result["instances"][str(n)]["capacity"], result["instances"][str(n)]["load"]
+        print(
+            f"scorer, {n} instance(s) on {args.partitions} partitions: capacity "
+            f"({args.machines} machines, backlog) {fmt(c['predictions_per_s'])} predictions/s; "
+            f"at {args.machines} machines x 1 step/s: delay p50 {fmt(ld['delay_p50_ms'], 'ms')}, "
+            f"p99 {fmt(ld['delay_p99_ms'], 'ms')}; p50 of the first third of the steps "
+            f"{fmt(ld['delay_p50_first_third_ms'], 'ms')}, of the last third "
+            f"{fmt(ld['delay_p50_last_third_ms'], 'ms')}: "
+            f"{'keeps up' if ld['keeps_up'] else 'falls behind'}; median of {args.load_runs}; "
+            f"{result['busy']}",
+            flush=True,
+        )
+
+
+def _group_result(
+    capacity: list[dict[str, Any]], load: list[dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Summaries of one instance count's runs."""
+    first = summarize([r["delay_ms"]["p50_first_third"] for r in load])
+    last = summarize([r["delay_ms"]["p50_last_third"] for r in load])
+    all_out = all(r["predictions"] == r["expected_predictions"] for r in load)
+    return {
         "capacity": {
             "predictions_per_s": summarize([c["predictions_per_s"] for c in capacity]),
             "per_run": capacity,
@@ -310,23 +392,19 @@ def main() -> None:
         "load": {
             "machines": args.machines,
             "seconds": args.seconds,
-            "all_predictions": all(r["predictions"] == r["expected_predictions"] for r in load),
+            "all_predictions": all_out,
+            "keeps_up": all_out
+            and all(
+                r["delay_ms"]["p50_last_third"] <= r["delay_ms"]["p50_first_third"] for r in load
+            ),
             "delay_p50_ms": summarize([r["delay_ms"]["p50"] for r in load]),
             "delay_p99_ms": summarize([r["delay_ms"]["p99"] for r in load]),
             "delay_max_ms": summarize([r["delay_ms"]["max"] for r in load]),
+            "delay_p50_first_third_ms": first,
+            "delay_p50_last_third_ms": last,
             "per_run": load,
         },
     }
-    c, ld = result["capacity"], result["load"]
-    print(
-        f"scorer capacity (10000 machines, backlog): {fmt(c['predictions_per_s'])} "
-        f"predictions/s; at {args.machines} machines x 1 step/s: delay p50 "
-        f"{fmt(ld['delay_p50_ms'], 'ms')}, p99 {fmt(ld['delay_p99_ms'], 'ms')}; "
-        f"median of {args.load_runs}; {result['busy']}",
-        flush=True,
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

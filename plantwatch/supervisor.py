@@ -7,8 +7,14 @@ delay, at most ``max_restarts`` times in a row; a stage that exits 0 (for exampl
 ``--idle-exit``) is done. :meth:`Supervisor.stop` sends SIGTERM, so every stage finishes
 its batch and commits, and SIGKILLs what is still running after a grace period.
 
-Each child's output lines are prefixed with its stage name and go to one sink (stderr by
-default), or to ``<log_dir>/<stage>.log``.
+A stage may run as several instances (``instances``, e.g. two scorers on a 2-core machine:
+one Python process scores on about one core). They are named ``<stage>-1``, ``<stage>-2``,
+... and all join the stage's consumer group; instance k > 1 gets ``PLANTWATCH_INSTANCE_ID`` with
+``-k`` appended, so each has its own Kafka transactional id and the first keeps the one a
+single instance has.
+
+Each child's output lines are prefixed with its name and go to one sink (stderr by
+default), or to ``<log_dir>/<name>.log``.
 """
 
 from __future__ import annotations
@@ -54,10 +60,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 @dataclass
 class Child:
-    """One supervised stage."""
+    """One supervised stage instance (``stage`` is its name: ``score`` or ``score-2``)."""
 
     stage: str
     argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     failures_in_row: int = 0
@@ -79,8 +86,9 @@ class Supervisor:
         max_restarts: int = 5,
         echo: Callable[[str], None] | None = None,
         program: Sequence[str] = (sys.executable, "-m", "plantwatch"),
+        instances: Mapping[str, int] | None = None,
     ) -> None:
-        """Prepare (not start) one child per stage.
+        """Prepare (not start) the children: one per stage, or ``instances[stage]``.
 
         Args:
             stages: stage name -> extra arguments after ``plantwatch <stage>``.
@@ -90,9 +98,19 @@ class Supervisor:
             max_restarts: crashes in a row after which a stage is given up.
             echo: where the supervisor's own messages go (default stderr).
             program: the command each stage name and its arguments are appended to.
+            instances: processes per stage (default 1), see the module doc.
         """
-        self.children = [Child(stage, [*program, stage, *args]) for stage, args in stages.items()]
         self.env = dict(env)
+        base_id = self.env.get("PLANTWATCH_INSTANCE_ID")
+        self.children = []
+        for stage, args in stages.items():
+            n = (instances or {}).get(stage, 1)
+            if n > 1 and not base_id:
+                raise ValueError(f"{n} {stage} instances need PLANTWATCH_INSTANCE_ID in env")
+            for k in range(1, n + 1):
+                name = stage if n == 1 else f"{stage}-{k}"
+                own = {"PLANTWATCH_INSTANCE_ID": f"{base_id}-{k}"} if k > 1 else {}
+                self.children.append(Child(name, [*program, stage, *args], own))
         self.log_dir = log_dir
         self.max_restarts = max_restarts
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -112,7 +130,11 @@ class Supervisor:
         else:
             out = subprocess.PIPE
         child.proc = subprocess.Popen(
-            child.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            child.argv,
+            env=self.env | child.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         if out is subprocess.PIPE:
             child.pump = threading.Thread(target=self._pump, args=(child.stage, child.proc))

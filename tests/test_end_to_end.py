@@ -1,4 +1,5 @@
-"""The whole pipeline on the real services: a seeded simulated fleet through `plantwatch run`.
+"""The whole pipeline on the real services: a seeded simulated fleet through `plantwatch run`
+with two scorer processes (`--scorers 2`).
 
 simulate -> telemetry -> ingest -> features -> scorer -> predictions -> alerting ->
 InfluxDB (failure_risk, alerts) + tickets (store and the tickets topic). Checked:
@@ -14,6 +15,8 @@ InfluxDB (failure_risk, alerts) + tickets (store and the tickets topic). Checked
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -59,8 +62,18 @@ def test_simulated_fleet_through_the_whole_pipeline(
     out = pw(["simulate", "--machines", str(machines), "--count", str(machines * steps),
                "--seed", "7", "--malformed", "0.01", "--summary-json", str(tmp_path / "sim.json"),
                *SIM], env, log)  # fmt: skip
-    pw(["run", "--no-services", "--idle-exit", "12", "--log-dir", str(tmp_path / "logs")],
-        env, log, timeout=600)  # fmt: skip
+    # More scorers than the features topic has partitions: refused before any stage starts.
+    refused = subprocess.run(
+        [sys.executable, "-m", "plantwatch", "run", "--no-services", "--scorers", "9"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stderr
+    assert f"has {settings.topic_partitions} partitions, so at most" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # Two scorer processes share the features partitions (one group, two transactional ids).
+    pw(["run", "--no-services", "--idle-exit", "12", "--scorers", "2",
+        "--log-dir", str(tmp_path / "logs")], env, log, timeout=600)  # fmt: skip
+    assert {p.name for p in (tmp_path / "logs").iterdir()} >= {"score-1.log", "score-2.log"}
     summary = json.loads((tmp_path / "sim.json").read_text())
 
     # Exactly one prediction per machine per feature step after warm-up.

@@ -57,6 +57,16 @@ def _start_local(settings: Settings) -> bool:
     help="Comma-separated stages to run: ingest, score, alert.",
 )
 @click.option(
+    "--scorers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Scorer processes in the scorer's consumer group. On CPU use one per core: a "
+    "process scores on about one core (on 2 cores, 10,000 machines at 1 step/s: 1 "
+    "falls seconds behind, 2 stay within about a second; docs/models.md). At most the "
+    "features topic's partition count; instance k > 1 runs with PLANTWATCH_INSTANCE_ID-k.",
+)
+@click.option(
     "--duration",
     type=click.FloatRange(min=1),
     default=None,
@@ -109,6 +119,7 @@ def _start_local(settings: Settings) -> bool:
 def run_cmd(
     ctx: click.Context,
     stages: str,
+    scorers: int,
     duration: float | None,
     idle_exit: float | None,
     model: Path | None,
@@ -136,12 +147,25 @@ def run_cmd(
             f"invalid value for --stages: {stages!r}: expected a comma-separated subset of "
             f"{', '.join(STAGES)}"
         )
+    if scorers > 1 and "score" not in chosen:
+        raise PlantwatchError(f"--scorers {scorers}: the score stage is not in --stages {stages}")
     started = _start_local(settings) if manage_services else False
     from plantwatch.connections import kafka_errors
-    from plantwatch.topics import ensure_topics, standard_topics
+    from plantwatch.topics import ensure_topics, partitions_of, standard_topics
 
     with kafka_errors(settings):
         ensure_topics(settings, dict.fromkeys(standard_topics(settings), settings.topic_partitions))
+    partitions = partitions_of(settings, settings.topic_features) or settings.topic_partitions
+    if scorers > partitions:
+        if started:
+            from plantwatch.services import manager
+
+            manager.down(settings)
+        raise PlantwatchError(
+            f"--scorers {scorers}: the features topic {settings.topic_features!r} has "
+            f"{partitions} partitions, so at most {partitions} scorers get work: use fewer, or "
+            "a topic with more partitions (PLANTWATCH_TOPIC_PARTITIONS, for new topics)"
+        )
     common = ["--log-every", str(log_every)]
     if idle_exit is not None:
         common += ["--idle-exit", str(idle_exit)]
@@ -152,7 +176,13 @@ def run_cmd(
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLANTWATCH_")}
     env |= settings_env(settings)
-    supervisor = Supervisor(args, env, log_dir=log_dir, echo=lambda m: click.echo(m, err=True))
+    supervisor = Supervisor(
+        args,
+        env,
+        log_dir=log_dir,
+        echo=lambda m: click.echo(m, err=True),
+        instances={"score": scorers},
+    )
     stop = threading.Event()
 
     def handler(signum: int, _frame: Any) -> None:

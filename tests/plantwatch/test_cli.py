@@ -84,3 +84,10 @@ def test_subcommand_help_explains() -> None:
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0
         assert len(result.output.splitlines()) > 4
+
+
+def test_run_scorers_without_the_score_stage_is_a_clear_error() -> None:
+    result = _run("run", "--stages", "ingest,alert", "--scorers", "2", "--no-services")
+    assert result.returncode == 2
+    assert "--scorers 2: the score stage is not in --stages ingest,alert" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from plantwatch.settings import load_settings
 from plantwatch.supervisor import Supervisor, settings_env
 
@@ -83,3 +85,34 @@ def test_settings_travel_to_children_as_environment() -> None:
         load_settings({}, read_env=False).influx_token.get_secret_value()
         == env["PLANTWATCH_INFLUX_TOKEN"]
     )
+
+
+INSTANCE = """
+import os, pathlib, sys
+pathlib.Path(sys.argv[2], sys.argv[1] + "-" + os.environ["PLANTWATCH_INSTANCE_ID"]).touch()
+"""
+
+
+def test_a_stage_with_instances_gets_one_process_and_transactional_id_each(tmp_path: Path) -> None:
+    script = tmp_path / "child.py"
+    script.write_text(INSTANCE)
+    lines: list[str] = []
+    sup = Supervisor(
+        {"ingest": [str(tmp_path)], "score": [str(tmp_path)]},
+        {"PATH": "/usr/bin:/bin", "PLANTWATCH_INSTANCE_ID": "host"},
+        echo=lines.append,
+        program=(sys.executable, str(script)),
+        instances={"score": 3},
+    )
+    assert [c.stage for c in sup.children] == ["ingest", "score-1", "score-2", "score-3"]
+    sup.start()
+    _run_until_done(sup)
+    made = sorted(p.name for p in tmp_path.iterdir() if p.name != "child.py")
+    assert made == ["ingest-host", "score-host", "score-host-2", "score-host-3"]
+    assert sup.stop() == {"ingest": [0], "score-1": [0], "score-2": [0], "score-3": [0]}
+    assert "run: score-2 finished (exit 0)" in lines
+
+
+def test_instances_without_an_instance_id_are_refused() -> None:
+    with pytest.raises(ValueError, match="PLANTWATCH_INSTANCE_ID"):
+        Supervisor({"score": []}, {}, instances={"score": 2})
