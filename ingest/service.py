@@ -139,11 +139,7 @@ class IngestService:
             def on_partitions_revoked(self, revoked: Any) -> None:
                 # Batches are committed before the next poll, so nothing is in flight here.
                 for tp in revoked:
-                    machines = service._machines_of.pop(tp, set())
-                    service._guard.forget(machines)
-                    if service.features is not None:
-                        service.features.forget(list(machines))
-                    service._replay_until.pop(tp, None)
+                    service._forget_partition(tp)
                     service._pending_rewind.discard(tp)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
@@ -162,12 +158,16 @@ class IngestService:
         exactly as after a new assignment.
         """
         for tp in self._consumer.assignment():
-            machines = self._machines_of.pop(tp, set())
-            self._guard.forget(machines)
-            if self.features is not None:
-                self.features.forget(list(machines))
-            self._replay_until.pop(tp, None)
+            self._forget_partition(tp)
             self._pending_rewind.add(tp)
+
+    def _forget_partition(self, tp: Any) -> None:
+        """Drop a partition's machines from the order guard and the windows."""
+        machines = self._machines_of.pop(tp, set())
+        self._guard.forget(machines)
+        if self.features is not None:
+            self.features.forget(list(machines))
+        self._replay_until.pop(tp, None)
 
     def _rewind(self, polled: dict[Any, list[Any]]) -> None:
         """Seek partitions to rebuild (new, or after a refused batch) back to their rewind point.
