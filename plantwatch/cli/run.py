@@ -63,8 +63,9 @@ def _start_local(settings: Settings) -> bool:
     show_default=True,
     help="Scorer processes in the scorer's consumer group. On CPU use one per core: a "
     "process scores on about one core (on 2 cores, 10,000 machines at 1 step/s: 1 "
-    "falls seconds behind, 2 stay within about a second; docs/models.md). At most the "
-    "features topic's partition count; instance k > 1 runs with PLANTWATCH_INSTANCE_ID-k.",
+    "falls seconds behind, 2 hold the delay near 1 s, at the edge; docs/models.md). At "
+    "most the features topic's partition count, best a divisor of it; instance k > 1 runs "
+    "with PLANTWATCH_INSTANCE_ID-k.",
 )
 @click.option(
     "--duration",
@@ -155,7 +156,9 @@ def run_cmd(
 
     with kafka_errors(settings):
         ensure_topics(settings, dict.fromkeys(standard_topics(settings), settings.topic_partitions))
-    partitions = partitions_of(settings, settings.topic_features) or settings.topic_partitions
+    partitions = 1
+    if scorers > 1:
+        partitions = partitions_of(settings, settings.topic_features) or settings.topic_partitions
     if scorers > partitions:
         if started:
             from plantwatch.services import manager
