@@ -338,18 +338,19 @@ def main() -> None:
         os.environ["PLANTWATCH_SCORER_ATTRIBUTION_FRACTION"] = str(args.attribution_fraction)
     before = machine()
     through = throughput(model, batches, args.runs)
+    groups = {n: {"instances": n, "partitions": args.partitions} for n in counts}
     capacity: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
     load: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
-    for _ in range(args.load_runs):
+    for _ in range(args.load_runs):  # interleaved: 1, 2, 1, 2, ...
         for n in counts:
-            group = {"instances": n, "partitions": args.partitions}
             capacity[n].append(
-                load_test(settings, model, args.machines, 25, extra, backlog=True, **group)
+                load_test(settings, model, args.machines, 25, extra, backlog=True, **groups[n])
             )
     for _ in range(args.load_runs):
         for n in counts:
-            group = {"instances": n, "partitions": args.partitions}
-            load[n].append(load_test(settings, model, args.machines, args.seconds, extra, **group))
+            load[n].append(
+                load_test(settings, model, args.machines, args.seconds, extra, **groups[n])
+            )
     result = {
         **run_header(before, args.load_runs),
         "cores": os.cpu_count(),

@@ -49,6 +49,28 @@ def _start_local(settings: Settings) -> bool:
     return bool(missing)
 
 
+def _stop_local(settings: Settings) -> None:
+    """Stop the local services that :func:`_start_local` started."""
+    from plantwatch.services import manager
+
+    for line in manager.down(settings):
+        click.echo(f"run: {line}", err=True)
+
+
+def _check_scorers(settings: Settings, scorers: int) -> None:
+    """Refuse more scorers than the features topic has partitions (the extra ones idle)."""
+    from plantwatch.errors import PlantwatchError
+    from plantwatch.topics import partitions_of
+
+    partitions = partitions_of(settings, settings.topic_features) or settings.topic_partitions
+    if scorers > partitions:
+        raise PlantwatchError(
+            f"--scorers {scorers}: the features topic {settings.topic_features!r} has "
+            f"{partitions} partitions, so at most {partitions} scorers get work: use fewer, or "
+            "a topic with more partitions (PLANTWATCH_TOPIC_PARTITIONS, for new topics)"
+        )
+
+
 @cli.command("run")
 @click.option(
     "--stages",
@@ -152,23 +174,17 @@ def run_cmd(
         raise PlantwatchError(f"--scorers {scorers}: the score stage is not in --stages {stages}")
     started = _start_local(settings) if manage_services else False
     from plantwatch.connections import kafka_errors
-    from plantwatch.topics import ensure_topics, partitions_of, standard_topics
+    from plantwatch.topics import ensure_topics, standard_topics
 
     with kafka_errors(settings):
         ensure_topics(settings, dict.fromkeys(standard_topics(settings), settings.topic_partitions))
-    partitions = 1
     if scorers > 1:
-        partitions = partitions_of(settings, settings.topic_features) or settings.topic_partitions
-    if scorers > partitions:
-        if started:
-            from plantwatch.services import manager
-
-            manager.down(settings)
-        raise PlantwatchError(
-            f"--scorers {scorers}: the features topic {settings.topic_features!r} has "
-            f"{partitions} partitions, so at most {partitions} scorers get work: use fewer, or "
-            "a topic with more partitions (PLANTWATCH_TOPIC_PARTITIONS, for new topics)"
-        )
+        try:
+            _check_scorers(settings, scorers)
+        except PlantwatchError:
+            if started:
+                _stop_local(settings)
+            raise
     common = ["--log-every", str(log_every)]
     if idle_exit is not None:
         common += ["--idle-exit", str(idle_exit)]
@@ -217,10 +233,7 @@ def run_cmd(
         if client is not None:
             client.close()
         if started:
-            from plantwatch.services import manager
-
-            for line in manager.down(settings):
-                click.echo(f"run: {line}", err=True)
+            _stop_local(settings)
     failed = {s: c for s, c in codes.items() if c and c[-1] not in (0, -signal.SIGTERM)}
     summary = ", ".join(f"{s} exit {c[-1] if c else '-'}" for s, c in codes.items())
     click.echo(f"run: done ({summary})", err=True)
