@@ -16,7 +16,8 @@
 
 Parts 2 and 3 run ``--load-runs`` times (default 3) on fresh topics; the JSON has the
 median/min/max and every run. ``--instances N`` runs N scorer processes in one consumer
-group (``--partitions`` per topic, default 3; give a multiple of N so they share evenly).
+group (``--partitions`` per topic, default 3; give a multiple of N so they share evenly);
+``--encodings binary,json`` compares the two feature record encodings (``features.records``).
 
     python bench/bench_scorer.py --machines 10000 --seconds 40 --out bench/results/scorer.json
 """
@@ -27,6 +28,7 @@ import argparse
 import json
 import os
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,7 @@ import numpy as np
 import orjson
 from _common import fmt, machine, run_header, summarize
 
+from features.records import decode_feature
 from plantwatch.connections import kafka_config
 from plantwatch.presets import PRESETS
 from plantwatch.settings import Settings, load_settings
@@ -103,33 +106,53 @@ def _topics(settings: Settings, names: list[str], partitions: int) -> None:
 
 
 def _offer(
-    settings: Settings, topic: str, machines: int, seconds: int, late: list[float], paced: bool
+    settings: Settings,
+    topic: str,
+    machines: int,
+    seconds: int,
+    late: list[float],
+    paced: bool,
+    encoding: str = "binary",
 ) -> None:
-    """``machines`` records per second (one step of each machine), paced by wall time."""
+    """``machines`` records per second (one step of each machine), paced by wall time.
+
+    Records are built from templates (64 value vectors) in the ``features.records`` layout
+    of ``encoding``, so the generator spends little of the shared CPU.
+    """
     from kafka import KafkaProducer
+
+    from features.records import MAGIC
 
     producer = KafkaProducer(
         **kafka_config(settings, acks=1, linger_ms=20, batch_size=1 << 20, enable_idempotence=False)
     )
     cfg = WINDOW.fingerprint().encode()
     rng = np.random.default_rng(1)
-    ids = [f"machine-{i:05d}" for i in range(machines)]
-    values = [
-        orjson.dumps([float(v) for v in rng.normal(size=len(WINDOW.feature_names()))])
-        for _ in range(64)
-    ]
+    ids = [f"machine-{i:05d}".encode() for i in range(machines)]
+    vectors = [rng.normal(size=len(WINDOW.feature_names())) for _ in range(64)]
+    values = [orjson.dumps([float(v) for v in x]) for x in vectors]
+    if encoding == "binary":
+        values = [x.astype("<f8").tobytes() for x in vectors]
+    header = struct.Struct("<4sqqHBH")
+    n = len(WINDOW.feature_names())
     start = time.monotonic()
     for step in range(seconds):
         begin, end = str(step * WINDOW.step_ms).encode(), str((step + 1) * WINDOW.step_ms).encode()
         for i, eid in enumerate(ids):
-            value = b"".join(
-                (
-                    b'{"v":1,"equipment_id":"', eid.encode(), b'","step_start":', begin,
-                    b',"step_end":', end, b',"config":"', cfg, b'","values":',
-                    values[(i + step) % 64], b"}",
+            if encoding == "binary":
+                head = header.pack(
+                    MAGIC, step * WINDOW.step_ms, (step + 1) * WINDOW.step_ms, n, len(cfg), len(eid)
                 )
-            )  # fmt: skip
-            producer.send(topic, key=eid.encode(), value=value)
+                value = b"".join((head, cfg, eid, values[(i + step) % 64]))
+            else:
+                value = b"".join(
+                    (
+                        b'{"v":1,"equipment_id":"', eid, b'","step_start":', begin,
+                        b',"step_end":', end, b',"config":"', cfg, b'","values":',
+                        values[(i + step) % 64], b"}",
+                    )
+                )  # fmt: skip
+            producer.send(topic, key=eid, value=value)
         producer.flush()
         late.append(time.monotonic() - start - step)
         if paced:
@@ -155,6 +178,11 @@ def _read(
         empty = 0 if polled else empty + 1
         for messages in polled.values():
             for m in messages:
+                if field == "step_end":  # a feature record, either encoding
+                    rec = decode_feature(m.value)[0]
+                    assert rec is not None, m.value[:80]
+                    out[(rec.equipment_id, rec.step_end)] = m.timestamp
+                    continue
                 doc = orjson.loads(m.value)
                 out[(doc["equipment_id"], doc[field])] = m.timestamp
                 if flagged is not None and doc.get("top_sensors"):
@@ -172,6 +200,7 @@ def load_test(
     backlog: bool = False,
     instances: int = 1,
     partitions: int = 3,
+    encoding: str = "binary",
 ) -> dict[str, Any]:
     """Append-to-append delay at a fixed offered load (``backlog``: capacity on a full topic)."""
     tag = uuid.uuid4().hex[:8]
@@ -189,7 +218,7 @@ def load_test(
     cmd = [sys.executable, "-c", "from plantwatch.cli import main; main()", "score"]
     late: list[float] = [0.0]
     if backlog:
-        _offer(settings, features, machines, seconds, late, paced=False)
+        _offer(settings, features, machines, seconds, late, paced=False, encoding=encoding)
     procs = []
     for k, log in enumerate(logs):
         with log.open("w") as err:
@@ -203,7 +232,7 @@ def load_test(
             )
     _wait_assigned(procs, logs, partitions)
     if not backlog:
-        args = (settings, features, machines, seconds, late, True)
+        args = (settings, features, machines, seconds, late, True, encoding)
         offer = threading.Thread(target=_offer, args=args)
         offer.start()
         offer.join()
@@ -327,6 +356,12 @@ def main() -> None:
     parser.add_argument(
         "--partitions", type=int, default=3, help="partitions of the bench topics (default 3)"
     )
+    parser.add_argument(
+        "--encodings",
+        default="binary",
+        help="feature record encodings offered (binary, json, or both compared side by side: "
+        "binary,json; default binary, what ingest writes by default)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/scorer.json"))
     args = parser.parse_args()
     settings = load_settings()
@@ -338,18 +373,26 @@ def main() -> None:
         os.environ["PLANTWATCH_SCORER_ATTRIBUTION_FRACTION"] = str(args.attribution_fraction)
     before = machine()
     through = throughput(model, batches, args.runs)
-    groups = {n: {"instances": n, "partitions": args.partitions} for n in counts}
-    capacity: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
-    load: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
-    for _ in range(args.load_runs):  # interleaved: 1, 2, 1, 2, ...
-        for n in counts:
-            capacity[n].append(
-                load_test(settings, model, args.machines, 25, extra, backlog=True, **groups[n])
+    encodings = args.encodings.split(",")
+    if not set(encodings) <= {"binary", "json"}:
+        parser.error(f"--encodings {args.encodings}: expected binary, json or binary,json")
+    # one setting per (instances, encoding); runs interleaved: 1, 2, 1, 2, ...
+    groups = {
+        f"{n} {e}": {"instances": n, "partitions": args.partitions, "encoding": e}
+        for n in counts
+        for e in encodings
+    }
+    capacity: dict[str, list[dict[str, Any]]] = {k: [] for k in groups}
+    load: dict[str, list[dict[str, Any]]] = {k: [] for k in groups}
+    for _ in range(args.load_runs):
+        for key, group in groups.items():
+            capacity[key].append(
+                load_test(settings, model, args.machines, 25, extra, backlog=True, **group)
             )
     for _ in range(args.load_runs):
-        for n in counts:
-            load[n].append(
-                load_test(settings, model, args.machines, args.seconds, extra, **groups[n])
+        for key, group in groups.items():
+            load[key].append(
+                load_test(settings, model, args.machines, args.seconds, extra, **group)
             )
     result = {
         **run_header(before, args.load_runs),
@@ -359,14 +402,18 @@ def main() -> None:
         "attribution_fraction": args.attribution_fraction,
         "network": "gru(32), L=50, 144 features (plant rules)",
         "throughput_windows_per_s": through,
-        "instances": {str(n): _group_result(capacity[n], load[n], args) for n in counts},
+        "settings": {
+            key: {**group, **_group_result(capacity[key], load[key], args)}
+            for key, group in groups.items()
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-    for n in counts:
-        c, ld = result["instances"][str(n)]["capacity"], result["instances"][str(n)]["load"]
+    for key, group in groups.items():
+        c, ld = result["settings"][key]["capacity"], result["settings"][key]["load"]
         print(
-            f"scorer, {n} instance(s) on {args.partitions} partitions: capacity "
+            f"scorer, {group['instances']} instance(s) on {args.partitions} partitions, "
+            f"{group['encoding']} feature records: capacity "
             f"({args.machines} machines, backlog) {fmt(c['predictions_per_s'])} predictions/s; "
             f"at {args.machines} machines x 1 step/s: delay p50 {fmt(ld['delay_p50_ms'], 'ms')}, "
             f"p99 {fmt(ld['delay_p99_ms'], 'ms')}; p50 of the first third of the steps "

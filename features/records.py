@@ -1,34 +1,62 @@
 """The feature record: one step of one machine on the ``features`` topic (key = equipment_id).
 
-::
+Two encodings, both always decoded; the producer picks one (``features_encoding``):
 
-    {"v": 1, "equipment_id": "pump-17", "step_start": 1795922040000, "step_end": 1795922100000,
-     "config": "3f2a9c0e51b7d4a6", "values": [71.2, 0.4, null, ...]}
+* **binary** (the default; little-endian, 25 + c + e + 8n bytes)::
+
+      offset  size  field
+      0       4     magic b"PWF2"
+      4       8     step_start (int64, ms)
+      12      8     step_end (int64, ms)
+      20      2     n, the number of values (uint16)
+      22      1     c, the length of config (uint8)
+      23      2     e, the length of equipment_id (uint16)
+      25      c     config (ASCII)
+      25+c    e     equipment_id (UTF-8)
+      25+c+e  8n    values (float64; NaN where missing)
+
+  Exact values, ~45% of the JSON's bytes, and about a fifth of its decoding time.
+* **json** (``v`` = 1; readable with any Kafka console tool)::
+
+      {"v": 1, "equipment_id": "pump-17", "step_start": 1795922040000,
+       "step_end": 1795922100000, "config": "3f2a9c0e51b7d4a6", "values": [71.2, 0.4, null]}
 
 ``config`` is the :meth:`~features.config.WindowConfig.fingerprint` of the rules that made
-``values`` (one per :meth:`~features.config.WindowConfig.feature_names`, ``null`` where
-missing). :func:`decode_feature` returns a parsed record or a reason, never raises.
+``values`` (one per :meth:`~features.config.WindowConfig.feature_names`, missing where the
+step had no value). :func:`decode_feature` returns a parsed record or a reason, never raises.
 
 >>> import numpy as np
 >>> raw = encode_feature("m-1", 0, 60000, "abc", np.array([1.5, np.nan]))
->>> raw
-b'{"v":1,"equipment_id":"m-1","step_start":0,"step_end":60000,"config":"abc","values":[1.5,null]}'
+>>> raw[:4], len(raw)
+(b'PWF2', 47)
 >>> rec, reason = decode_feature(raw)
->>> rec.values.tolist()[0], reason
-(1.5, None)
+>>> rec.equipment_id, rec.values.tolist()[0], reason
+('m-1', 1.5, None)
+>>> encode_feature("m-1", 0, 60000, "abc", np.array([1.5, np.nan]), encoding="json")
+b'{"v":1,"equipment_id":"m-1","step_start":0,"step_end":60000,"config":"abc","values":[1.5,null]}'
 >>> decode_feature(b'{"v": 1}')[1]
 "field 'equipment_id' is missing or not a non-empty string"
+>>> decode_feature(raw[:-1])[1]
+'binary feature record: 46 bytes: expected 47 (25 + config 3 + equipment_id 3 + 2 values x 8)'
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import orjson
 from numpy.typing import NDArray
 
 F64 = NDArray[np.float64]
+Encoding = Literal["binary", "json"]
+
+MAGIC = b"PWF2"
+"""The first bytes of a binary feature record (PlantWatch Features, format 2)."""
+_HEADER = struct.Struct("<4sqqHBH")
+_MAX_VALUES = 0xFFFF
 
 
 @dataclass(frozen=True)
@@ -43,29 +71,50 @@ class FeatureRecord:
 
 
 def encode_feature(
-    equipment_id: str, step_start: int, step_end: int, config: str, values: F64
+    equipment_id: str,
+    step_start: int,
+    step_end: int,
+    config: str,
+    values: F64,
+    encoding: Encoding = "binary",
 ) -> bytes:
-    """The message value of one step's features (NaN written as null)."""
-    return orjson.dumps(
-        {
-            "v": 1,
-            "equipment_id": equipment_id,
-            "step_start": step_start,
-            "step_end": step_end,
-            "config": config,
-            "values": [None if v != v else float(v) for v in values.tolist()],
-        }
-    )
+    """The message value of one step's features (see the module doc for both encodings).
+
+    Raises:
+        ValueError: a field does not fit the binary layout (config over 255 ASCII bytes,
+            equipment_id over 65,535 UTF-8 bytes, over 65,535 values).
+    """
+    if encoding == "json":
+        return orjson.dumps(
+            {
+                "v": 1,
+                "equipment_id": equipment_id,
+                "step_start": step_start,
+                "step_end": step_end,
+                "config": config,
+                "values": [None if v != v else float(v) for v in values.tolist()],
+            }
+        )
+    cfg, eid = config.encode("ascii"), equipment_id.encode()
+    if len(cfg) > 0xFF or len(eid) > 0xFFFF or len(values) > _MAX_VALUES:
+        raise ValueError(
+            f"feature record of {equipment_id[:40]!r}: config {len(cfg)} bytes (max 255), "
+            f"equipment_id {len(eid)} bytes (max 65535), {len(values)} values (max 65535)"
+        )
+    head = _HEADER.pack(MAGIC, step_start, step_end, len(values), len(cfg), len(eid))
+    return b"".join((head, cfg, eid, np.asarray(values, dtype="<f8").tobytes()))
 
 
 def decode_feature(raw: bytes | None) -> tuple[FeatureRecord | None, str | None]:
-    """Parse a feature record; ``(record, None)`` or ``(None, reason)``."""
+    """Parse a feature record of either encoding; ``(record, None)`` or ``(None, reason)``."""
     if raw is None:
         return None, "message has no value (a tombstone)"
+    if raw[:4] == MAGIC:
+        return decode_binary(raw)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return None, f"not JSON: {exc}"
+        return None, f"neither a binary feature record ({MAGIC!r}) nor JSON: {exc}"
     if not isinstance(doc, dict):
         return None, "not a JSON object"
     if doc.get("v") != 1:
@@ -92,3 +141,43 @@ def decode_feature(raw: bytes | None) -> tuple[FeatureRecord | None, str | None]
     if np.isinf(arr).any() or any(isinstance(v, bool) for v in values):
         return None, "field 'values' holds an infinite or boolean value"
     return FeatureRecord(eid, start, end, config, arr), None
+
+
+def decode_binary(raw: bytes) -> tuple[FeatureRecord | None, str | None]:
+    """Parse a binary feature record (``raw`` starts with :data:`MAGIC`).
+
+    ``values`` is a read-only view of ``raw`` (no copy).
+    """
+    if len(raw) < _HEADER.size:
+        return (
+            None,
+            f"binary feature record: {len(raw)} bytes: expected a {_HEADER.size}-byte header",
+        )
+    _, start, end, n, c, e = _HEADER.unpack_from(raw)
+    want = _HEADER.size + c + e + 8 * n
+    if len(raw) != want:
+        return None, (
+            f"binary feature record: {len(raw)} bytes: expected {want} "
+            f"({_HEADER.size} + config {c} + equipment_id {e} + {n} values x 8)"
+        )
+    if end <= start:
+        return None, f"fields 'step_start'/'step_end': {start}/{end}: expected ms, start < end"
+    if c == 0:
+        return None, "field 'config' is missing: expected the feature rules' fingerprint"
+    if e == 0:
+        return None, "field 'equipment_id' is missing or not a non-empty string"
+    if n == 0:
+        return None, "field 'values' is missing or empty: expected an array of numbers/null"
+    body = _HEADER.size
+    try:
+        config = raw[body : body + c].decode("ascii")
+    except UnicodeDecodeError:
+        return None, f"field 'config': value {raw[body : body + c]!r} is not ASCII"
+    try:
+        eid = raw[body + c : body + c + e].decode()
+    except UnicodeDecodeError:
+        return None, f"field 'equipment_id': value {raw[body + c : body + c + e]!r} is not UTF-8"
+    values = np.frombuffer(raw, dtype="<f8", count=n, offset=body + c + e)
+    if np.isinf(values).any():
+        return None, "field 'values' holds an infinite value"
+    return FeatureRecord(eid, start, end, config, values), None

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from features.config import WindowConfig
-from features.records import encode_feature
+from features.records import Encoding, encode_feature
 from features.streaming import StreamingWindows
 from ingest.contract import Telemetry
 
@@ -55,10 +55,12 @@ class FeatureStage:
 
     Args:
         config: the feature rules.
+        encoding: how feature records are written (``features.records``).
     """
 
-    def __init__(self, config: WindowConfig) -> None:
+    def __init__(self, config: WindowConfig, encoding: Encoding = "binary") -> None:
         self.config = config
+        self.encoding: Encoding = encoding
         self.fingerprint = config.fingerprint()
         self.windows = StreamingWindows(config)
         self.emitted = 0
@@ -89,7 +91,12 @@ class FeatureStage:
                 FeatureOutput(
                     step.equipment_id.encode(),
                     encode_feature(
-                        step.equipment_id, step.step_start, end, self.fingerprint, step.vector
+                        step.equipment_id,
+                        step.step_start,
+                        end,
+                        self.fingerprint,
+                        step.vector,
+                        self.encoding,
                     ),
                     end,
                 )

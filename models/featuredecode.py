@@ -1,9 +1,11 @@
 """A fast path for decoding feature records on the scorer's hot loop.
 
 :func:`decode_fast` accepts exactly what :func:`features.records.decode_feature` accepts
-and returns the same record; it checks the common well-formed case with a few type tests
-(the values' types as one set) and hands everything else to ``decode_feature``, which
-gives the reason. ``tests/models/test_featuredecode.py`` checks both agree.
+and returns the same record. Binary records go straight to
+:func:`~features.records.decode_binary`; for JSON ones it checks the common well-formed
+case with a few type tests (the values' types as one set) and hands everything else to
+``decode_feature``, which gives the reason. ``tests/models/test_featuredecode.py`` checks
+both agree.
 
 >>> from features.records import encode_feature
 >>> import numpy as np
@@ -18,13 +20,15 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from features.records import FeatureRecord, decode_feature
+from features.records import MAGIC, FeatureRecord, decode_binary, decode_feature
 
 _NUMBERS = frozenset({int, float, type(None)})
 
 
 def decode_fast(raw: bytes | None) -> tuple[FeatureRecord | None, str | None]:
     """Parse a feature record; ``(record, None)`` or ``(None, reason)``."""
+    if raw is not None and raw[:4] == MAGIC:
+        return decode_binary(raw)
     try:
         doc = orjson.loads(raw) if raw is not None else None
     except orjson.JSONDecodeError:

@@ -172,6 +172,11 @@ class Settings(BaseSettings):
         "plant",
         description="Feature rules: a preset (plant, cmapss) or a JSON file of a WindowConfig.",
     )
+    features_encoding: Literal["binary", "json"] = Field(
+        "binary",
+        description="How feature records are written: binary (compact and fast to decode) or "
+        "json (readable with Kafka console tools); the scorer reads both.",
+    )
     # --- Models ------------------------------------------------------------------
     models_dir: Path = Field(
         default_factory=_default_models_dir,

@@ -54,7 +54,9 @@ def ingest_cmd(
 
     Reads the telemetry topic in the consumer group PLANTWATCH_INGEST_GROUP. Valid samples
     are windowed per machine by the rules of PLANTWATCH_FEATURES_CONFIG, and each closed
-    step's feature vector goes to the features topic; valid samples also go to the --tap
+    step's feature vector goes to the features topic, encoded as
+    PLANTWATCH_FEATURES_ENCODING says (binary by default; json to read the topic with
+    console tools; the scorer reads both); valid samples also go to the --tap
     file and to InfluxDB with --influx. Every refused record goes to the DLQ topic with its
     original bytes and a reason in its headers.
 
@@ -83,7 +85,9 @@ def ingest_cmd(
         from ingest.featurestage import FeatureStage
         from plantwatch.presets import load_window_config
 
-        features = FeatureStage(load_window_config(settings.features_config))
+        features = FeatureStage(
+            load_window_config(settings.features_config), settings.features_encoding
+        )
     lateness = settings.ingest_lateness_ms
     if features is not None:
         # A reading the windows would find late must be refused before it reaches a sink.

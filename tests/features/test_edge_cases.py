@@ -175,7 +175,7 @@ def test_sequences_pad_short_histories_and_never_cross_machines() -> None:
     ("raw", "fragment"),
     [
         (None, "tombstone"),
-        (b"{", "not JSON"),
+        (b"{", "nor JSON"),
         (b"[]", "not a JSON object"),
         (b'{"v": 2}', "expected 1"),
         (

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
@@ -43,6 +44,7 @@ def test_replayed_engines_give_the_offline_features(
         PLANTWATCH_TOPIC_FEATURES=f"{topic}.features",
         PLANTWATCH_TOPIC_EVENTS=f"{topic}.events",
         PLANTWATCH_FEATURES_CONFIG="cmapss",
+        PLANTWATCH_FEATURES_ENCODING="json",  # the other encoding than the SIGKILL test's
         PLANTWATCH_INGEST_GROUP=f"g-{unique}",
         PLANTWATCH_INSTANCE_ID="cmapss-test",
     )
@@ -70,6 +72,7 @@ def test_replayed_engines_give_the_offline_features(
     )
     streamed = {}
     for record in consumer:
+        assert orjson.loads(record.value)["v"] == 1  # written as JSON, as configured
         rec, reason = decode_feature(record.value)
         assert rec is not None, reason
         streamed[(rec.equipment_id, rec.step_start)] = rec.values

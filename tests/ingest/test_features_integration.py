@@ -22,7 +22,7 @@ import pytest
 
 from features.config import WindowConfig
 from features.offline import step_features_frame
-from features.records import decode_feature
+from features.records import MAGIC, decode_feature
 from ingest.contract import validate
 from plantwatch.connections import kafka_config
 from plantwatch.presets import PLANT_SENSORS
@@ -124,6 +124,7 @@ def test_features_exactly_once_across_sigkills(
     # What the features topic holds (committed transactions only).
     streamed: dict[tuple[str, int], np.ndarray] = {}
     for record in _read_all(live_services, features_topic):
+        assert record.value[:4] == MAGIC  # type: ignore[attr-defined]  # binary by default
         rec, reason = decode_feature(record.value)  # type: ignore[attr-defined]
         assert reason is None, reason
         assert rec is not None

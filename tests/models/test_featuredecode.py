@@ -7,12 +7,14 @@ from features.records import decode_feature, encode_feature
 from models.featuredecode import decode_fast
 
 GOOD = encode_feature("m-1", 0, 60000, "abc", np.array([1.5, np.nan, -3.0]))
+GOOD_JSON = encode_feature("m-1", 0, 60000, "abc", np.array([1.5, np.nan, -3.0]), encoding="json")
 
 
 @pytest.mark.parametrize(
     "raw",
     [
         GOOD,
+        GOOD_JSON,
         b'{"v":1,"equipment_id":"m","step_start":0,"step_end":10,"config":"c","values":[1,null,2]}',
         None,
         b"{not json",
