@@ -186,6 +186,7 @@ class ScorerService:
 
         preds = flight.future.result()
         batch = flight.batch
+        self.batcher.recycle(batch)
         topic = self.config.predictions_topic
         try:
             partitions = self._producer.partitions_for(topic)

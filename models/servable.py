@@ -91,12 +91,11 @@ class Servable:
     def logits(self, x: F32, mask: NDArray[np.bool_]) -> F32:
         """Logits of N windows in calls of pinned sizes (padded with empty windows).
 
-        A call that fills its size takes slices of ``x`` as they are; a shorter one is
-        copied into a padded buffer kept per shape and reused (allocating and zeroing
-        ~30 MB per call of 1,024 plant windows cost more than the copy). So one thread at a
-        time: the scorer's model thread, or the loader warming up a new model.
+        A call that fills its size takes its slice of ``x`` as it is (with no copy at all
+        when ``x`` is 64-byte aligned, :func:`models.backend.host_input`); a shorter one is
+        copied into a padded buffer kept per shape and reused. So one thread at a time: the
+        scorer's model thread, or the loader warming up a new model.
         """
-        keras = backend.keras()
         out = np.empty(len(x), dtype=np.float32)
         for lo in range(0, len(x), self.max_batch):
             n = min(self.max_batch, len(x) - lo)
@@ -107,21 +106,28 @@ class Servable:
                 bx, bm = self._pad_buffers(size, x.shape[1:])
                 bx[:n], bm[:n] = x[lo : lo + n], mask[lo : lo + n]
                 bx[n:], bm[n:] = 0.0, False
-            start = time.perf_counter()
-            with keras.device(self.device):
-                got = self.artifact.model.predict_on_batch({"features": bx, "mask": bm})
-            if isinstance(got, dict):
-                got = got["logit"]
-            self.call_seconds += time.perf_counter() - start
-            self.calls += 1
-            out[lo : lo + n] = np.asarray(got, dtype=np.float32).reshape(-1)[:n]
+            out[lo : lo + n] = self._call(bx, bm)[:n]
         return out
+
+    def _call(self, bx: F32, bm: NDArray[np.bool_]) -> F32:
+        """One model call on a batch of a pinned size."""
+        keras = backend.keras()
+        start = time.perf_counter()
+        with keras.device(self.device):
+            got = self.artifact.model.predict_on_batch(
+                {"features": backend.host_input(bx, self.device), "mask": bm}
+            )
+        if isinstance(got, dict):
+            got = got["logit"]
+        self.call_seconds += time.perf_counter() - start
+        self.calls += 1
+        return np.asarray(got, dtype=np.float32).reshape(-1)
 
     def _pad_buffers(self, size: int, tail: tuple[int, ...]) -> tuple[F32, NDArray[np.bool_]]:
         key = (size, *tail)
         if key not in self._padded:
             self._padded[key] = (
-                np.zeros((size, *tail), np.float32),
+                backend.aligned_empty((size, *tail)),
                 np.zeros((size, tail[0]), bool),
             )
         return self._padded[key]
@@ -138,13 +144,7 @@ class Servable:
         n, groups = len(x), self.groups
         if n == 0:
             return []
-        occluded = np.repeat(x, len(groups), axis=0)
-        for g, (_, cols) in enumerate(groups):
-            occluded[g :: len(groups), :, cols] = 0.0
-        drops = logits[:, None] - self.logits(occluded, np.repeat(mask, len(groups), 0)).reshape(
-            n, len(groups)
-        )
-        drops = np.maximum(drops.astype(np.float64), 0.0)
+        drops = np.maximum((logits[:, None] - self._occluded(x, mask)).astype(np.float64), 0.0)
         out: list[tuple[tuple[str, float], ...]] = []
         for row in drops:
             total = row.sum()
@@ -154,6 +154,34 @@ class Servable:
             order = np.argsort(-row, kind="stable")[:TOP_K]
             top = [(groups[i][0], math.floor(row[i] / total * 1e4) / 1e4) for i in order]
             out.append(tuple((s, v) for s, v in top if v > 0))
+        return out
+
+    def _occluded(self, x: F32, mask: NDArray[np.bool_]) -> F32:
+        """(N, sensors) logits of each window with each sensor's features zeroed.
+
+        The copies are written straight into the padded call buffers, a whole number of
+        windows per call (each window's copies side by side), not built and then copied.
+        """
+        n, g_count = len(x), len(self.groups)
+        if g_count > self.max_batch:  # not even one window's copies fit in one call
+            occluded = np.repeat(x, g_count, axis=0)
+            for g, (_, cols) in enumerate(self.groups):
+                occluded[g::g_count, :, cols] = 0.0
+            return self.logits(occluded, np.repeat(mask, g_count, 0)).reshape(n, g_count)
+        per_call = self.max_batch // g_count
+        out = np.empty((n, g_count), np.float32)
+        for lo in range(0, n, per_call):
+            k = min(per_call, n - lo)
+            rows = k * g_count
+            size = next(b for b in self.sizes if b >= rows)
+            bx, bm = self._pad_buffers(size, x.shape[1:])
+            copies = bx[:rows].reshape(k, g_count, *x.shape[1:])
+            copies[:] = x[lo : lo + k, None]
+            for g, (_, cols) in enumerate(self.groups):
+                copies[:, g, :, cols] = 0.0
+            bm[:rows].reshape(k, g_count, -1)[:] = mask[lo : lo + k, None]
+            bx[rows:], bm[rows:] = 0.0, False
+            out[lo : lo + k] = self._call(bx, bm)[:rows].reshape(k, g_count)
         return out
 
     def warm_up(self) -> None:

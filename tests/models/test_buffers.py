@@ -158,3 +158,27 @@ def test_a_reused_rewind_offset_is_never_later_than_the_exact_one(
             assert reused <= exact
     batcher.forget_partition("p0")
     assert batcher.rewind_offset("p0", segments[0], now) is None
+
+
+def test_batch_rows_are_aligned_grow_with_their_contents_and_are_recycled() -> None:
+    from models.backend import ALIGN
+    from models.scoring import Batch, Batcher
+
+    batcher = Batcher(MachineBuffers(L, F, STEP), "cfg")
+    batch = Batch()
+    rows = batcher._rows(batch, 3)
+    rows[:] = np.arange(3, dtype=np.float32)[:, None, None]
+    batch.windows += [(f"m{i}", 0, 0, 1) for i in range(3)]
+    grown = batcher._rows(batch, 1500)  # past the first 1,024 rows: a bigger buffer
+    assert batch.x is not None
+    assert grown.shape == (1500, L, F)
+    assert len(batch.x) >= 1503
+    assert batch.x.ctypes.data % ALIGN == 0
+    assert batch.x[:3, 0, 0].tolist() == [0.0, 1.0, 2.0]  # kept across the growth
+    kept = batch.x
+    batcher.recycle(batch)
+    assert batch.x is None
+    again = Batch()
+    batcher._rows(again, 10)
+    assert again.x is kept  # reused, not allocated again
+    assert batcher.spare == []

@@ -126,3 +126,46 @@ def test_gpu_on_a_machine_without_one_is_a_clear_error() -> None:
     with pytest.raises(ModelError, match="sees no GPU"):
         backend.select_device("gpu")
     assert backend.select_device("auto") == "cpu:0"
+
+
+def _plain_occlusion(s: Servable, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The reference: every window repeated once per sensor, that sensor's columns zeroed."""
+    g = len(s.groups)
+    occluded = np.repeat(x, g, axis=0)
+    for i, (_, cols) in enumerate(s.groups):
+        occluded[i::g, :, cols] = 0.0
+    return s.logits(occluded, np.repeat(mask, g, axis=0)).reshape(len(x), g)
+
+
+@pytest.mark.parametrize("n", [1, 5, 20])
+def test_occlusion_in_the_call_buffers_equals_the_plain_one(served: Servable, n: int) -> None:
+    x, mask = _inputs(n, seed=n)
+    # 64 per call: 5 windows' copies fit in one call, 20 need several
+    np.testing.assert_array_equal(served._occluded(x, mask), _plain_occlusion(served, x, mask))
+
+
+def test_occlusion_when_one_windows_copies_exceed_a_call(tmp_path: Path) -> None:
+    small = load_servable(make_artifact(tmp_path / "v1", seed=1), WINDOW, "cpu:0", 1)
+    assert len(small.groups) > small.max_batch
+    x, mask = _inputs(3)
+    np.testing.assert_array_equal(small._occluded(x, mask), _plain_occlusion(small, x, mask))
+
+
+def test_an_aligned_batch_is_taken_without_a_copy(served: Servable) -> None:
+    from models import backend
+
+    x, mask = _inputs(64)
+    aligned = backend.aligned_empty(x.shape)
+    assert aligned.ctypes.data % backend.ALIGN == 0
+    aligned[:] = x
+    # same logits whichever way the batch reaches the model
+    np.testing.assert_array_equal(served.logits(aligned, mask), served.logits(x.copy(), mask))
+    raw = np.empty(aligned.nbytes + 4, np.uint8)
+    misaligned = raw[4 + (-raw.ctypes.data % 64) :][: aligned.nbytes].view(np.float32)
+    assert backend.host_input(misaligned, "cpu:0") is misaligned  # the backend copies it
+    if backend.keras().backend.backend() != "tensorflow":
+        pytest.skip("the zero-copy input is TensorFlow's (DLPack)")
+    tensor = backend.host_input(aligned, "cpu:0")
+    aligned[0, 0, 0] = 123.0
+    assert float(tensor[0, 0, 0]) == 123.0  # the tensor is the array's memory
+    assert backend.host_input(aligned, "gpu:0") is aligned
