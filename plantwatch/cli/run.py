@@ -83,11 +83,11 @@ def _check_scorers(settings: Settings, scorers: int) -> None:
     type=click.IntRange(1, 64),
     default=1,
     show_default=True,
-    help="Scorer processes in the scorer's consumer group. On CPU use one per core: a "
-    "process scores on about one core (on 2 cores, 10,000 machines at 1 step/s: 1 "
-    "falls seconds behind, 2 hold the delay near 1 s, at the edge; docs/models.md). At "
-    "most the features topic's partition count, best a divisor of it; instance k > 1 runs "
-    "with PLANTWATCH_INSTANCE_ID-k.",
+    help="Scorer processes in the scorer's consumer group. On CPU at most one per core: "
+    "a process scores on about one core (on 2 cores one keeps up with 10,000 machines at "
+    "1 step/s, ~12,000 predictions/s at most; docs/models.md). At most the features "
+    "topic's partition count, best a divisor of it; instance k > 1 runs with "
+    "PLANTWATCH_INSTANCE_ID-k.",
 )
 @click.option(
     "--duration",
