@@ -15,7 +15,7 @@ Two encodings, both always decoded; the producer picks one (``features_encoding`
       25+c    e     equipment_id (UTF-8)
       25+c+e  8n    values (float64; NaN where missing)
 
-  Exact values, ~45% of the JSON's bytes, and about a fifth of its decoding time.
+  Exact values, ~45% of the JSON's bytes, and about a third of its decoding time.
 * **json** (``v`` = 1; readable with any Kafka console tool)::
 
       {"v": 1, "equipment_id": "pump-17", "step_start": 1795922040000,

@@ -182,3 +182,11 @@ def test_batch_rows_are_aligned_grow_with_their_contents_and_are_recycled() -> N
     batcher._rows(again, 10)
     assert again.x is kept  # reused, not allocated again
     assert batcher.spare == []
+    # a spare too small for the rows asked is skipped, a later one that fits is taken
+    small = np.zeros((4, L, F), np.float32)
+    batcher.spare[:] = [small, kept]
+    third = Batch()
+    batcher._rows(third, 100)
+    assert third.x is kept
+    assert len(batcher.spare) == 1
+    assert batcher.spare[0] is small
