@@ -176,15 +176,16 @@ def run_cmd(
     from plantwatch.connections import kafka_errors
     from plantwatch.topics import ensure_topics, standard_topics
 
-    with kafka_errors(settings):
-        ensure_topics(settings, dict.fromkeys(standard_topics(settings), settings.topic_partitions))
-    if scorers > 1:
-        try:
+    try:
+        with kafka_errors(settings):
+            topics = dict.fromkeys(standard_topics(settings), settings.topic_partitions)
+            ensure_topics(settings, topics)
+        if scorers > 1:
             _check_scorers(settings, scorers)
-        except PlantwatchError:
-            if started:
-                _stop_local(settings)
-            raise
+    except BaseException:  # a refusal or Kafka error: leave no services this run started
+        if started:
+            _stop_local(settings)
+        raise
     common = ["--log-every", str(log_every)]
     if idle_exit is not None:
         common += ["--idle-exit", str(idle_exit)]

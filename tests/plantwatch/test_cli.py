@@ -91,3 +91,24 @@ def test_run_scorers_without_the_score_stage_is_a_clear_error() -> None:
     assert result.returncode == 2
     assert "--scorers 2: the score stage is not in --stages ingest,alert" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_run_stops_the_services_it_started_when_start_up_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Kafka error while creating the topics must not leave this run's services behind."""
+    import plantwatch.cli.run as run
+    import plantwatch.topics as topics
+    from plantwatch.errors import PlantwatchError
+
+    stopped: list[bool] = []
+    monkeypatch.setattr(run, "_start_local", lambda settings: True)
+    monkeypatch.setattr(run, "_stop_local", lambda settings: stopped.append(True))
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PlantwatchError("Kafka refused to create the topics (test)")
+
+    monkeypatch.setattr(topics, "ensure_topics", refuse)
+    result = CliRunner().invoke(cli, ["run", "--stages", "score"])
+    assert result.exit_code != 0
+    assert stopped == [True]
