@@ -4,7 +4,8 @@
 
     poll -> decode (bad or foreign-config records -> DLQ) -> normalize -> per-machine window
          -> pending batch (windows of many machines)
-    when max_batch windows are pending or the oldest waited max_wait_ms:
+    when max_batch windows are pending, the oldest waited max_wait_ms, or the input is
+    drained (nothing arrived for drained_ms while the model thread is idle):
          -> model calls of pinned sizes -> predictions (+ top sensors)
          -> one Kafka transaction: predictions, dead letters, offsets (+ rewind metadata)
     between batches: take a new model if the watcher has one ready
@@ -55,6 +56,7 @@ class ScorerConfig:
     dlq_topic: str = "features.dlq"
     max_batch: int = 1024
     max_wait_ms: int = 200
+    drained_ms: int = 20
     poll_timeout_ms: int = 500
     max_poll_records: int = 2000
     attribution_fraction: float = 0.5
@@ -284,7 +286,7 @@ class ScorerService:
                 wait = cfg.poll_timeout_ms if flight is None else 5
                 if batch.since is not None:
                     left = cfg.max_wait_ms - (time.monotonic() - batch.since) * 1000
-                    wait = int(max(0, min(wait, left)))
+                    wait = int(max(0, min(wait, left, cfg.drained_ms)))
                 polled = self._consumer.poll(timeout_ms=wait, max_records=cfg.max_poll_records)
                 if self._revoked.is_set():
                     # Pending batches may hold records of revoked partitions: drop them and
@@ -302,7 +304,13 @@ class ScorerService:
                 if flight is not None and flight.future.done():
                     batch = batch if self.finish(flight) else Batch()
                     flight = None
-                due = batch.since is not None and (now - batch.since) * 1000 >= cfg.max_wait_ms
+                # Due when the oldest record waited max_wait_ms, or when the input is drained:
+                # nothing arrived for drained_ms and the model is idle (a burst of steps that
+                # close together, smaller than max_batch, need not wait out max_wait_ms).
+                drained = not polled and flight is None and wait >= cfg.drained_ms
+                due = batch.since is not None and (
+                    drained or (now - batch.since) * 1000 >= cfg.max_wait_ms
+                )
                 if batch.offsets and (len(batch.windows) >= cfg.max_batch or due):
                     if flight is not None:
                         if not self.finish(flight):

@@ -1,0 +1,142 @@
+"""When the scorer closes a batch (pure logic, fake Kafka, a tiny real model).
+
+A burst of feature records smaller than the maximum batch, then silence: the batch must be
+scored once the input is drained (``drained_ms`` without a record while the model is
+idle), not after the maximum wait. The fake consumer's polls take their timeout in wall
+time when there is nothing to return, as a real consumer's do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import OffsetAndMetadata, TopicPartition
+
+from models.scorer import ScorerConfig, ScorerService
+from models.servable import load_servable
+from tests.models.tiny import MIN_STEPS, WINDOW, feature_record, make_artifact
+
+pytestmark = pytest.mark.slow
+
+TP = TopicPartition("features", 0)
+
+
+@dataclass
+class _Message:
+    offset: int
+    key: bytes
+    value: bytes
+    timestamp: int
+
+
+class _Consumer:
+    """Hands out the log in polls of up to max_records; an empty poll sleeps its timeout."""
+
+    def __init__(self, values: list[bytes]) -> None:
+        self.log = [_Message(i, b"m", v, 0) for i, v in enumerate(values)]
+        self.position = 0
+        self.listener: Any = None
+        self.drained_at: float | None = None
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self.listener = listener
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[_Message]]:
+        if self.listener is not None:
+            self.listener.on_partitions_assigned({TP})
+            self.listener = None
+        got = self.log[self.position : self.position + max_records]
+        self.position += len(got)
+        if not got:
+            if self.drained_at is None:
+                self.drained_at = time.monotonic()
+            time.sleep(timeout_ms / 1000)
+            return {}
+        return {TP: got}
+
+    def assignment(self) -> set[TopicPartition]:
+        return {TP}
+
+    def committed(self, tp: TopicPartition, metadata: bool = False) -> Any:
+        return None
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.position = offset
+
+    def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        self.position = 0
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return len(self.log)
+
+    def group_metadata(self) -> str:
+        return "group"
+
+
+class _Future:
+    def add_errback(self, fn: Any) -> _Future:
+        return self
+
+
+class _Producer:
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.sent: list[bytes] = []
+        self.commits: list[tuple[float, OffsetAndMetadata]] = []
+
+    def init_transactions(self) -> None:
+        pass
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def begin_transaction(self) -> None:
+        pass
+
+    def send(self, topic: str, key: Any = None, value: Any = None, **_: Any) -> _Future:
+        if topic == "predictions":
+            self.sent.append(value)
+        return _Future()
+
+    def send_offsets_to_transaction(self, offsets: Any, group: Any) -> None:
+        self.commits.append((time.monotonic(), offsets[TP]))
+
+    def commit_transaction(self) -> None:
+        self.stop.set()
+
+    def abort_transaction(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("drained_ms", [20, 10_000])
+def test_a_burst_smaller_than_a_batch_is_scored_once_the_input_is_drained(
+    tmp_path: Path, drained_ms: int
+) -> None:
+    machines, steps = 5, MIN_STEPS + 2
+    values = [feature_record(f"m{i}", s) for s in range(steps) for i in range(machines)]
+    consumer = _Consumer(values)
+    stop = threading.Event()
+    producer = _Producer(stop)
+    servable = load_servable(make_artifact(tmp_path / "m", seed=1), WINDOW, "cpu:0", 64)
+    max_wait_ms = 3_000
+    config = ScorerConfig(max_batch=64, max_wait_ms=max_wait_ms, drained_ms=drained_ms)
+    service = ScorerService(consumer, producer, servable, WINDOW, config)
+    runner = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert consumer.drained_at is not None
+    # every window with MIN_STEPS steps got its prediction, in one batch
+    assert len(producer.sent) == machines * (steps - MIN_STEPS + 1)
+    first_commit, offsets = producer.commits[0]
+    assert offsets.offset == len(values)
+    waited = first_commit - consumer.drained_at
+    if drained_ms < max_wait_ms:
+        assert waited < 1.0, f"scored {waited:.2f}s after the input was drained"
+    else:  # drained_ms beyond max_wait_ms: the batch waits for max_wait_ms as before
+        assert waited >= max_wait_ms / 1000 - 0.5
