@@ -10,75 +10,27 @@ they come again), and the dead letter is published once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from kafka import OffsetAndMetadata, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import CommitFailedError
 
 from ingest.contract import Telemetry, encode
 from ingest.service import IngestConfig, IngestService
+from tests.fake_kafka import FakeConsumer, FakeFuture
 
 NOW_MS = 1_795_000_000_000
 TP = TopicPartition("telemetry", 0)
 
 
-@dataclass
-class _Message:
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp: int
-
-
-class _Consumer:
-    def __init__(self, values: list[bytes]) -> None:
-        self.log = [_Message(i, b"m", v, NOW_MS) for i, v in enumerate(values)]
-        self.position = 0
-        self.committed_offset: int | None = None
-        self.listener: Any = None
-
-    def subscribe(self, topics: list[str], listener: Any) -> None:
-        self.listener = listener
-
-    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[_Message]]:
-        if self.listener is not None:
-            self.listener.on_partitions_assigned({TP})
-            self.listener = None
-        got = self.log[self.position : self.position + 3]  # three records per poll
-        self.position += len(got)
-        return {TP: got} if got else {}
-
-    def assignment(self) -> set[TopicPartition]:
-        return {TP}
-
-    def committed(self, tp: TopicPartition, metadata: bool = False) -> Any:
-        if self.committed_offset is None:
-            return None
-        return OffsetAndMetadata(self.committed_offset, "", -1)
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.position = offset
-
-    def seek_to_beginning(self, *tps: TopicPartition) -> None:
-        self.position = 0
-
-    def highwater(self, tp: TopicPartition) -> int:
-        return len(self.log)
-
-    def group_metadata(self) -> str:
-        return "group"
-
-
-class _Future:
-    def add_errback(self, fn: Any) -> _Future:
-        return self
+def _consumer(values: list[bytes]) -> FakeConsumer:
+    return FakeConsumer(TP, values, chunk=3, timestamp=NOW_MS)  # three records per poll
 
 
 class _Producer:
     """Transactional: sends become visible only when their transaction commits."""
 
-    def __init__(self, consumer: _Consumer, refuse: int) -> None:
+    def __init__(self, consumer: FakeConsumer, refuse: int) -> None:
         self.consumer, self.refuse = consumer, refuse  # refuse the N-th commit
         self.pending: list[tuple[str, bytes | None]] = []
         self.offsets: Any = None
@@ -92,9 +44,9 @@ class _Producer:
     def begin_transaction(self) -> None:
         self.pending, self.offsets = [], None
 
-    def send(self, topic: str, key: Any = None, value: Any = None, **_: Any) -> _Future:
+    def send(self, topic: str, key: Any = None, value: Any = None, **_: Any) -> FakeFuture:
         self.pending.append((topic, value))
-        return _Future()
+        return FakeFuture()
 
     def send_offsets_to_transaction(self, offsets: Any, group: Any) -> None:
         self.offsets = offsets
@@ -127,7 +79,7 @@ def test_a_refused_transaction_rebuilds_instead_of_exiting() -> None:
         encode(Telemetry("m", NOW_MS - 60_000 + i * 1000, {"temp": float(i)})) for i in range(4)
     ]
     values.insert(2, b"not json")  # offset 2: a dead letter in the refused batch
-    consumer = _Consumer([*values, encode(Telemetry("m", NOW_MS - 10_000, {"temp": 9.0}))])
+    consumer = _consumer([*values, encode(Telemetry("m", NOW_MS - 10_000, {"temp": 9.0}))])
     producer = _Producer(consumer, refuse=1)  # the first batch (offsets 0..2) is refused
     sink = _Sink()
     service = IngestService(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,68 +18,12 @@ from kafka import OffsetAndMetadata, TopicPartition
 
 from models.scorer import ScorerConfig, ScorerService
 from models.servable import load_servable
+from tests.fake_kafka import FakeConsumer, FakeFuture
 from tests.models.tiny import MIN_STEPS, WINDOW, feature_record, make_artifact
 
 pytestmark = pytest.mark.slow
 
 TP = TopicPartition("features", 0)
-
-
-@dataclass
-class _Message:
-    offset: int
-    key: bytes
-    value: bytes
-    timestamp: int
-
-
-class _Consumer:
-    """Hands out the log in polls of up to max_records; an empty poll sleeps its timeout."""
-
-    def __init__(self, values: list[bytes]) -> None:
-        self.log = [_Message(i, b"m", v, 0) for i, v in enumerate(values)]
-        self.position = 0
-        self.listener: Any = None
-        self.drained_at: float | None = None
-
-    def subscribe(self, topics: list[str], listener: Any) -> None:
-        self.listener = listener
-
-    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[_Message]]:
-        if self.listener is not None:
-            self.listener.on_partitions_assigned({TP})
-            self.listener = None
-        got = self.log[self.position : self.position + max_records]
-        self.position += len(got)
-        if not got:
-            if self.drained_at is None:
-                self.drained_at = time.monotonic()
-            time.sleep(timeout_ms / 1000)
-            return {}
-        return {TP: got}
-
-    def assignment(self) -> set[TopicPartition]:
-        return {TP}
-
-    def committed(self, tp: TopicPartition, metadata: bool = False) -> Any:
-        return None
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.position = offset
-
-    def seek_to_beginning(self, *tps: TopicPartition) -> None:
-        self.position = 0
-
-    def highwater(self, tp: TopicPartition) -> int:
-        return len(self.log)
-
-    def group_metadata(self) -> str:
-        return "group"
-
-
-class _Future:
-    def add_errback(self, fn: Any) -> _Future:
-        return self
 
 
 class _Producer:
@@ -98,10 +41,10 @@ class _Producer:
     def begin_transaction(self) -> None:
         pass
 
-    def send(self, topic: str, key: Any = None, value: Any = None, **_: Any) -> _Future:
+    def send(self, topic: str, key: Any = None, value: Any = None, **_: Any) -> FakeFuture:
         if topic == "predictions":
             self.sent.append(value)
-        return _Future()
+        return FakeFuture()
 
     def send_offsets_to_transaction(self, offsets: Any, group: Any) -> None:
         self.commits.append((time.monotonic(), offsets[TP]))
@@ -119,7 +62,7 @@ def test_a_burst_smaller_than_a_batch_is_scored_once_the_input_is_drained(
 ) -> None:
     machines, steps = 5, MIN_STEPS + 2
     values = [feature_record(f"m{i}", s) for s in range(steps) for i in range(machines)]
-    consumer = _Consumer(values)
+    consumer = FakeConsumer(TP, values, sleep_when_empty=True)
     stop = threading.Event()
     producer = _Producer(stop)
     servable = load_servable(make_artifact(tmp_path / "m", seed=1), WINDOW, "cpu:0", 64)

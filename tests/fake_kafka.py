@@ -1,0 +1,93 @@
+"""A fake kafka-python consumer for the pure-logic tests of the stage loops.
+
+One partition, a log of messages handed out in polls of at most ``chunk`` records; the
+group assigns the partition on the first poll. Each test's producer fake stays with its
+test (what a commit does is what the test checks).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import OffsetAndMetadata, TopicPartition
+
+
+@dataclass
+class Message:
+    """What the loops read of a ``ConsumerRecord``."""
+
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+
+
+class FakeConsumer:
+    """Args:
+    tp: the one partition.
+    values: the log's message values (key ``b"m"``, timestamp ``timestamp``).
+    chunk: most records per poll (also bounded by the poll's ``max_records``).
+    sleep_when_empty: an empty poll takes its timeout in wall time, as a real one does.
+    """
+
+    def __init__(
+        self,
+        tp: TopicPartition,
+        values: list[bytes],
+        chunk: int = 1 << 30,
+        timestamp: int = 0,
+        sleep_when_empty: bool = False,
+    ) -> None:
+        self.tp = tp
+        self.log = [Message(i, b"m", v, timestamp) for i, v in enumerate(values)]
+        self.chunk, self.sleep_when_empty = chunk, sleep_when_empty
+        self.position = 0
+        self.committed_offset: int | None = None
+        self.listener: Any = None
+        self.drained_at: float | None = None
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self.listener = listener
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[Message]]:
+        if self.listener is not None:
+            self.listener.on_partitions_assigned({self.tp})
+            self.listener = None
+        got = self.log[self.position : self.position + min(self.chunk, max_records)]
+        self.position += len(got)
+        if got:
+            return {self.tp: got}
+        if self.drained_at is None:
+            self.drained_at = time.monotonic()
+        if self.sleep_when_empty:
+            time.sleep(timeout_ms / 1000)
+        return {}
+
+    def assignment(self) -> set[TopicPartition]:
+        return {self.tp}
+
+    def committed(self, tp: TopicPartition, metadata: bool = False) -> Any:
+        if self.committed_offset is None:
+            return None
+        return OffsetAndMetadata(self.committed_offset, "", -1)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.position = offset
+
+    def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        self.position = 0
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return len(self.log)
+
+    def group_metadata(self) -> str:
+        return "group"
+
+
+class FakeFuture:
+    """A send's future: errbacks are never called (the fake producers do not fail sends)."""
+
+    def add_errback(self, fn: Any) -> FakeFuture:
+        return self
