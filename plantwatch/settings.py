@@ -194,7 +194,9 @@ class Settings(BaseSettings):
         1024, description="Most windows per model call (batches are padded to pinned sizes)."
     )
     scorer_max_wait_ms: int = Field(
-        200, description="Longest wait (ms) for a batch to fill before it is scored anyway."
+        200,
+        description="Longest wait (ms) for a batch to fill before it is scored anyway (sooner "
+        "when no record came for 20 ms and the model is idle).",
     )
     scorer_device: Literal["auto", "cpu", "gpu"] = Field(
         "auto", description="Where the scorer runs the model: auto (a GPU when present), cpu, gpu."

@@ -44,8 +44,9 @@ class NoModelError(PlantwatchError):
     "--max-wait-ms",
     type=click.IntRange(1, 65536),
     default=None,
-    help="Score a batch once its oldest record waited this long, full or not "
-    "[default: PLANTWATCH_SCORER_MAX_WAIT_MS, 200].",
+    help="Score a batch once its oldest record waited this long, full or not; a batch is "
+    "scored sooner when no record came for 20 ms and the model is idle (the input is "
+    "drained) [default: PLANTWATCH_SCORER_MAX_WAIT_MS, 200].",
 )
 @click.option(
     "--idle-exit",
