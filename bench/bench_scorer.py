@@ -134,9 +134,10 @@ def _offer(
     rng = np.random.default_rng(1)
     ids = [f"machine-{i:05d}".encode() for i in range(machines)]
     vectors = [rng.normal(size=len(WINDOW.feature_names())) for _ in range(64)]
-    values = [orjson.dumps([float(v) for v in x]) for x in vectors]
     if encoding == "binary":
         values = [x.astype("<f8").tobytes() for x in vectors]
+    else:
+        values = [orjson.dumps([float(v) for v in x]) for x in vectors]
     header = struct.Struct("<4sqqHBH")
     n = len(WINDOW.feature_names())
     start = time.monotonic()

@@ -86,10 +86,15 @@ class Batcher:
         if x is None or len(x) < used + n:
             shape = (self.buffers.length, self.buffers.n_features)
             rows = max(used + n, 1024, 2 * (0 if x is None else len(x)))
-            fits = [
-                i for i, b in enumerate(self.spare) if len(b) >= used + n and b.shape[1:] == shape
-            ]
-            grown = self.spare.pop(fits[0]) if fits else aligned_empty((rows, *shape))
+            fit = next(
+                (
+                    i
+                    for i, b in enumerate(self.spare)
+                    if len(b) >= used + n and b.shape[1:] == shape
+                ),
+                None,
+            )
+            grown = aligned_empty((rows, *shape)) if fit is None else self.spare.pop(fit)
             if x is not None:
                 grown[:used] = x[:used]
             batch.x = x = grown

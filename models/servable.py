@@ -164,9 +164,8 @@ class Servable:
         """
         n, g_count = len(x), len(self.groups)
         if g_count > self.max_batch:  # not even one window's copies fit in one call
-            occluded = np.repeat(x, g_count, axis=0)
-            for g, (_, cols) in enumerate(self.groups):
-                occluded[g::g_count, :, cols] = 0.0
+            occluded = np.empty((n * g_count, *x.shape[1:]), np.float32)
+            self._fill_copies(occluded.reshape(n, g_count, *x.shape[1:]), x)
             return self.logits(occluded, np.repeat(mask, g_count, 0)).reshape(n, g_count)
         per_call = self.max_batch // g_count
         out = np.empty((n, g_count), np.float32)
@@ -175,14 +174,17 @@ class Servable:
             rows = k * g_count
             size = next(b for b in self.sizes if b >= rows)
             bx, bm = self._pad_buffers(size, x.shape[1:])
-            copies = bx[:rows].reshape(k, g_count, *x.shape[1:])
-            copies[:] = x[lo : lo + k, None]
-            for g, (_, cols) in enumerate(self.groups):
-                copies[:, g, :, cols] = 0.0
+            self._fill_copies(bx[:rows].reshape(k, g_count, *x.shape[1:]), x[lo : lo + k])
             bm[:rows].reshape(k, g_count, -1)[:] = mask[lo : lo + k, None]
             bx[rows:], bm[rows:] = 0.0, False
             out[lo : lo + k] = self._call(bx, bm)[:rows].reshape(k, g_count)
         return out
+
+    def _fill_copies(self, copies: F32, x: F32) -> None:
+        """``copies[i, g]`` = window ``x[i]`` with sensor group g's features zeroed."""
+        copies[:] = x[:, None]
+        for g, (_, cols) in enumerate(self.groups):
+            copies[:, g, :, cols] = 0.0
 
     def warm_up(self) -> None:
         """One call per pinned size on empty windows (compiles every shape now)."""
