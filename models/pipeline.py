@@ -108,6 +108,10 @@ def failure_times(failures: pd.DataFrame) -> dict[str, list[int]]:
     return {e: sorted(ts) for e, ts in out.items()}
 
 
+PROTOCOL_MIN_CYCLES = 50
+"""The published protocol scores test engines with at least this many cycles (93 of 100)."""
+
+
 def cmapss_test(
     history: History,
     spec: FeatureSpec,
@@ -119,7 +123,9 @@ def cmapss_test(
 
     Returns:
         ``(last, every, failure_ts)``: the last window of each test engine with at least
-        L cycles, labelled positive iff its RUL <= H; every window of the test engines
+        ``PROTOCOL_MIN_CYCLES`` (50) cycles, whatever the model's L (a longer window is
+        zero-padded and masked in front, a shorter one sees only its last L cycles),
+        labelled positive iff its RUL <= H; every window of the test engines
         (for lead times); each test engine's failure time, ``last ts + RUL * step``.
     """
     if history.test is None or history.test_rul is None:
@@ -138,5 +144,8 @@ def cmapss_test(
     is_last = every.index["step_start"].to_numpy() == every.index["equipment_id"].map(
         last_ts
     ).to_numpy(dtype=np.int64)
-    full = every.mask.all(axis=1)
-    return every.select(is_last & full), every, fail_ts
+    cycles = history.test.groupby("equipment_id")["ts"].size()
+    long_enough = (
+        every.index["equipment_id"].map(cycles).to_numpy(dtype=np.int64) >= PROTOCOL_MIN_CYCLES
+    )
+    return every.select(is_last & long_enough), every, fail_ts

@@ -112,7 +112,7 @@ def _echo_metrics(title: str, metrics: dict[str, Any]) -> None:
 )
 @click.option(
     "--architecture",
-    type=click.Choice(["gru", "conv-gru", "lstm"]),
+    type=click.Choice(["gru", "conv-gru", "lstm", "gru-stats"]),
     default="gru",
     show_default=True,
     help="Network architecture (see docs/models.md).",
@@ -280,8 +280,9 @@ def evaluate_cmd(
 ) -> None:
     """Score a model: accuracy, precision, recall, F1, ROC-AUC, PR-AUC, Brier, confusion, lead time.
 
-    With the model's saved threshold. cmapss: data is scored with the C-MAPSS protocol (last
-    L-cycle window of each test engine, label RUL <= H); history: data on every labelled window.
+    With the model's saved threshold. cmapss: data is scored with the C-MAPSS protocol (the
+    last window of each of the 93 test engines with at least 50 cycles, label RUL <= H);
+    history: data on every labelled window.
     """
     configure_logging()
     from models.workflow import evaluate_artifact
