@@ -130,6 +130,7 @@ def load_artifact(path: str | Path, window: WindowConfig | None = None) -> Artif
         except FeatureSpecMismatch as exc:
             raise ArtifactMismatch(f"{path}: {exc}") from exc
     keras = backend.keras()
+    import models.layers  # noqa: F401  (registers the custom layers a model may use)
 
     try:
         model = keras.saving.load_model(model_path)

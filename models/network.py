@@ -6,6 +6,11 @@ Architectures (chosen by measurement on C-MAPSS FD001 validation engines, see
 * ``gru``: masked GRU(units) -> Dense(1). The default.
 * ``conv-gru``: causal Conv1D(filters, 5) -> masked GRU(units) -> Dense(1).
 * ``lstm``: masked LSTM(units) -> Dense(1).
+* ``gru-stats``: the masked GRU(units) beside a statistics branch (masked means of each
+  feature over the last 5 and 15 steps, least-squares slopes over the last 30 steps and the
+  whole window, :class:`models.layers.WindowStats`) -> Dense(units, relu); both
+  concatenated -> Dense(1). The slopes estimate slow trends with less noise than a
+  recurrence learns from few machines.
 
 Keras 3 API only (no backend-specific ops). The output layer is float32 so that mixed
 precision keeps the logit numerically stable.
@@ -16,7 +21,7 @@ from __future__ import annotations
 from models import backend
 from models.backend import Model
 
-ARCHITECTURES = ("gru", "conv-gru", "lstm")
+ARCHITECTURES = ("gru", "conv-gru", "lstm", "gru-stats")
 
 
 def build_model(
@@ -80,6 +85,14 @@ def build_model(
         h = layers.GRU(units, kernel_initializer=init, recurrent_initializer=rec_init, name="gru")(
             h, mask=m_in
         )
+    if architecture == "gru-stats":
+        from models.layers import WindowStats
+
+        stats = WindowStats(name="window_stats")(x_in, m_in)
+        stats = layers.Dense(units, activation="relu", kernel_initializer=init, name="stats_dense")(
+            stats
+        )
+        h = layers.Concatenate(name="concat")([h, stats])
     if dropout:
         h = layers.Dropout(dropout, seed=seed + 2, name="dropout")(h)
     logit = layers.Dense(1, kernel_initializer=init, dtype="float32", name="logit")(h)

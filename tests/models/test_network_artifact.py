@@ -44,7 +44,7 @@ def test_build_model_checks_arguments(kwargs: dict[str, object], message: str) -
         build_model(L, 8, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("architecture", ["gru", "lstm"])
+@pytest.mark.parametrize("architecture", ["gru", "lstm", "gru-stats"])
 def test_masked_steps_do_not_change_the_output(architecture: str) -> None:
     model = build_model(L, 8, architecture, units=4, seed=1)
     w = _windows()
@@ -53,6 +53,39 @@ def test_masked_steps_do_not_change_the_output(architecture: str) -> None:
     a = model.predict(w.inputs(), verbose=0)
     b = model.predict({"features": garbage, "mask": w.mask}, verbose=0)
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_window_stats_are_the_masked_means_and_least_squares_slopes() -> None:
+    from models.layers import WindowStats
+
+    rng = np.random.default_rng(3)
+    length, n_features = 40, 3
+    x = rng.normal(size=(3, length, n_features)).astype(np.float32)
+    mask = np.ones((3, length), dtype=bool)
+    mask[1, :25] = False  # 15 real steps
+    mask[2, :39] = False  # one real step: no slope
+    x[~mask] = 0.0
+    out = np.asarray(WindowStats(mean_spans=(5, 20), slope_spans=(10, 0))(x, mask))
+    assert out.shape == (3, 4 * n_features)
+    for row in range(3):
+        real = x[row, mask[row]]
+        for f in range(n_features):
+            means = [real[-5:, f].mean(), real[-20:, f].mean()]
+            slopes = []
+            for span in (10, length):
+                seg = real[-span:, f]
+                slopes.append(
+                    np.polyfit(np.arange(len(seg)), seg, 1)[0] * span if len(seg) > 1 else 0.0
+                )
+            got = out[row, f::n_features]
+            np.testing.assert_allclose(got, [*means, *slopes], rtol=1e-4, atol=1e-5)
+
+
+def test_window_stats_refuse_bad_spans() -> None:
+    from models.layers import WindowStats
+
+    with pytest.raises(ValueError, match="mean_spans=\\(0,\\)"):
+        WindowStats(mean_spans=(0,))
 
 
 def _spec():  # type: ignore[no-untyped-def]
@@ -73,10 +106,13 @@ def _meta() -> ModelMeta:
     )
 
 
-def test_save_load_round_trip_gives_identical_predictions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("architecture", ["gru", "gru-stats"])
+def test_save_load_round_trip_gives_identical_predictions(
+    tmp_path: Path, architecture: str
+) -> None:
     from models.artifact import Artifact
 
-    model = build_model(L, 8, "gru", units=4, seed=2)
+    model = build_model(L, 8, architecture, units=4, seed=2)
     spec, meta = _spec(), _meta()
     w = _windows()
     before = Artifact(model, spec, meta).predict_proba(w)
