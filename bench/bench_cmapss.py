@@ -13,8 +13,9 @@ Defaults are the configuration chosen (GRU(32), step-age feature, AdamW 1e-3 wit
 decay, patience 10, a 20 % validation hold-out). ``--folds 5`` is K-fold by engine:
 threshold and calibration on the out-of-fold scores of all 100 training engines, served as
 a 5-member ensemble (``bench/results/cmapss_folds5.json``; 5x the training and inference
-cost, same median F1, better worst seed and Brier score, see ``docs/models.md``); ``--aux``, ``--arch`` (e.g. ``gru-stats``), ``--units``, ``--L``, ``--no-age`` give the
-variants measured in ``docs/models.md``.
+cost, same median F1, better worst seed and Brier score, see ``docs/models.md``);
+``--aux``, ``--arch`` (e.g. ``gru-stats``), ``--units``, ``--L``, ``--select-rho`` and
+``--no-age`` give the variants measured in ``docs/models.md``.
 
 Besides the test metrics, each seed reports validation-only figures used to choose
 variants: ``val_pr_auc``, ``val_near_roc_auc`` (windows within 10 cycles of H, where the
@@ -26,6 +27,7 @@ F1 0.96 at the chosen threshold).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -112,6 +114,30 @@ def protocol_f1_draws(
     return float(np.median(f1)), float(np.mean(f1 >= 0.96 - 1e-9))
 
 
+def select_inputs(history: Any, train: Any, min_rho: float, step_ms: int, age: bool) -> Any:
+    """The input columns to keep: |Spearman rho| with the remaining cycles >= ``min_rho``.
+
+    Computed on the training windows' last steps only; the age column is always kept.
+    """
+    from scipy.stats import spearmanr
+
+    fails = history.events[history.events["kind"] == "failure"].set_index("equipment_id")["ts"]
+    start = train.index["step_start"].to_numpy(dtype=np.int64)
+    remaining = (train.index["equipment_id"].map(fails).to_numpy(dtype=np.int64) - start) // step_ms
+    last = train.x[:, -1, :]
+    keep = []
+    for j in range(last.shape[1]):
+        column = last[:, j]
+        is_age = age and j == last.shape[1] - 1
+        if is_age or (column.std() > 0 and abs(spearmanr(column, remaining)[0]) >= min_rho):
+            keep.append(j)
+    return np.array(keep)
+
+
+def _columns(w: Any, keep: Any) -> Any:
+    return dataclasses.replace(w, x=np.ascontiguousarray(w.x[..., keep]))
+
+
 def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """Train on one seed's engine split, score the test protocol, time inference."""
     window = PRESETS["cmapss"]
@@ -154,9 +180,14 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         prep = prepare(
             history, window, args.L, args.H, args.val_fraction, seed, args.min_steps, args.age, aux
         )
-        model = build(prep.n_inputs)
-        result = train(model, prep.train, prep.val, config, device=device)
-        model, val = serving_model(model), prep.val
+        n_inputs, train_w, val_w = prep.n_inputs, prep.train, prep.val
+        if args.select_rho:
+            keep = select_inputs(history, prep.train, args.select_rho, window.step_ms, args.age)
+            train_w, val_w, n_inputs = _columns(train_w, keep), _columns(val_w, keep), len(keep)
+            print(f"seed {seed}: {len(keep)} of {prep.n_inputs} inputs kept: {keep.tolist()}")
+        model = build(n_inputs)
+        result = train(model, train_w, val_w, config, device=device)
+        model, val = serving_model(model), val_w
         val_logits = predict_logits(model, val)
         spec, min_steps, age_scale = prep.spec, prep.min_steps, prep.age_scale
         epochs = len(result.history)
@@ -164,6 +195,8 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     p_val = sigmoid(a * val_logits + b)
     threshold = choose_threshold(val.y, p_val)
     last, every, fail_ts = cmapss_test(history, spec, args.H, min_steps, age_scale)
+    if args.select_rho:
+        last, every = _columns(last, keep), _columns(every, keep)
     logits = predict_logits(model, last)
     p = sigmoid(a * logits + b)
     m = binary_metrics(last.y, p, threshold)
@@ -232,11 +265,20 @@ def main() -> None:
         default=True,
         help="add the normalized cycle (step age) feature",
     )
+    parser.add_argument(
+        "--select-rho",
+        type=float,
+        default=0.0,
+        help="keep only inputs with |Spearman rho| >= this with the remaining cycles on the "
+        "training windows (single model only; 0 = all inputs)",
+    )
     parser.add_argument("--aux", action="store_true", help="train auxiliary horizon outputs")
     parser.add_argument("--schedule", default="cosine", choices=["cosine", "constant"])
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.select_rho and args.folds > 1:
+        parser.error("--select-rho is for the single model (--folds 1)")
     runs = []
     for seed in args.seeds:
         m = run_seed(args, seed)
