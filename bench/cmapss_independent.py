@@ -12,6 +12,11 @@ count; with ``--context 100`` also the 100-cycle slopes and the 50-cycle means):
    bound for that model that no threshold chosen without the test labels can beat.
 
     .venv/bin/python bench/cmapss_independent.py [--context 50|100]
+
+With ``--seeds 0 1 2 3 4`` it instead scores, per seed, the validation engines of
+``bench_cmapss.py``'s split of that seed (``models.labels.split_machines``, 20 %): the
+ROC-AUC among their windows ending at cycle >= 100 within 10 cycles of H, the same
+windows as ``bench_cmapss.py``'s ``val_near_roc_auc_c100``, for both contexts.
 """
 
 from __future__ import annotations
@@ -41,6 +46,46 @@ def features(rows: np.ndarray, mu: np.ndarray, sd: np.ndarray, context: int) -> 
     return np.concatenate(parts)
 
 
+def windows(
+    engines: dict[int, np.ndarray], mu: np.ndarray, sd: np.ndarray, context: int, first: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Feature rows of every window ending at cycle >= first: (unit, X, remaining)."""
+    rows = [
+        (u, features(d[:end], mu, sd, context), len(d) - end)
+        for u, d in engines.items()
+        for end in range(first, len(d) + 1)
+    ]
+    return (
+        np.array([r[0] for r in rows]),
+        np.array([r[1] for r in rows]),
+        np.array([r[2] for r in rows]),
+    )
+
+
+def per_seed(train: np.ndarray, seeds: list[int], horizon: int) -> None:
+    """Near-boundary ROC-AUC on each seed's validation engines, both contexts."""
+    from models.labels import split_machines
+
+    mu, sd = train[:, SENSORS].mean(axis=0), train[:, SENSORS].std(axis=0)
+    engines = {u: train[train[:, 0] == u] for u in range(1, 101)}
+    for context in (50, 100):
+        unit, X, remaining = windows(engines, mu, sd, context, 100)
+        scores = []
+        for seed in seeds:
+            _, val = split_machines([f"engine-{u:03d}" for u in engines], 0.2, seed)
+            held = np.isin(unit, [int(e[-3:]) for e in val])
+            model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)
+            model.fit(X[~held], np.minimum(remaining[~held], 125))
+            guess = model.predict(X[held])
+            near = np.abs(remaining[held] - horizon) <= 10
+            label = remaining[held][near] <= horizon
+            scores.append(float(roc_auc_score(label, -guess[near])))
+        print(
+            f"context {context}: validation near-boundary ROC-AUC (cycle >= 100) per seed "
+            f"{', '.join(f'{v:.4f}' for v in scores)}; median {np.median(scores):.4f}"
+        )
+
+
 def main() -> None:
     """Print the out-of-fold and the test-boundary figures."""
     parser = argparse.ArgumentParser(
@@ -49,23 +94,20 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--context", type=int, default=50, choices=[50, 100])
     parser.add_argument("--H", type=int, default=30)
+    parser.add_argument("--seeds", type=int, nargs="*", default=None)
     args = parser.parse_args()
     train = np.loadtxt(args.data / "train_FD001.txt")
+    if args.seeds:
+        per_seed(train, args.seeds, args.H)
+        return
     test = np.loadtxt(args.data / "test_FD001.txt")
     rul = np.loadtxt(args.data / "RUL_FD001.txt")
     mu, sd = train[:, SENSORS].mean(axis=0), train[:, SENSORS].std(axis=0)
     first = args.context  # windows from this cycle on, so both contexts see the same ones
     engines = {u: train[train[:, 0] == u] for u in range(1, 101)}
-    rows = [
-        (u, features(d[:end], mu, sd, args.context), len(d) - end)
-        for u, d in engines.items()
-        for end in range(first, len(d) + 1)
-    ]
-    unit = np.array([r[0] for r in rows])
-    X = np.array([r[1] for r in rows])
-    remaining = np.array([r[2] for r in rows])
+    unit, X, remaining = windows(engines, mu, sd, args.context, first)
     order = np.random.default_rng(0).permutation(np.arange(1, 101))
-    predicted = np.empty(len(rows))
+    predicted = np.empty(len(unit))
     for fold in np.array_split(order, 5):
         held = np.isin(unit, fold)
         model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)
@@ -76,7 +118,7 @@ def main() -> None:
     print(
         f"context {args.context}: out-of-fold PR-AUC {average_precision_score(label, -predicted):.4f}, "
         f"ROC-AUC within 10 cycles of H {roc_auc_score(label[near], -predicted[near]):.4f} "
-        f"({len(rows)} windows, cycle >= {first})"
+        f"({len(unit)} windows, cycle >= {first})"
     )
     model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)
     model.fit(X, np.minimum(remaining, 125))

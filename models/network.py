@@ -104,13 +104,33 @@ def build_model(
     return keras.Model(inputs, logit, name=name)
 
 
-def aux_horizons(horizon_steps: int) -> tuple[int, ...]:
-    """Auxiliary horizons trained alongside H: 1/3, 2/3, 4/3, 5/3 and 5/2 of H (distinct).
+AUX_MODES = ("none", "sparse", "dense")
+
+
+def aux_horizons(horizon_steps: int, mode: str = "sparse") -> tuple[int, ...]:
+    """Auxiliary horizons trained alongside H (each one more "fails within h" logit).
+
+    ``sparse``: 1/3, 2/3, 4/3, 5/3 and 5/2 of H. ``dense``: every H/6 up to 25H/6, an
+    ordinal encoding of how far the failure is (for H = 30: 5, 10, ..., 125 cycles). Only
+    distinct horizons >= 1 step other than H are kept; ``none``: no horizons.
 
     >>> aux_horizons(30)
     (10, 20, 40, 50, 75)
+    >>> dense = aux_horizons(30, "dense")
+    >>> dense[:6], dense[-1], len(dense)
+    ((5, 10, 15, 20, 25, 35), 125, 24)
+
+    Raises:
+        ValueError: an unknown mode.
     """
-    hs = (round(horizon_steps * f) for f in (1 / 3, 2 / 3, 4 / 3, 5 / 3, 5 / 2))
+    if mode not in AUX_MODES:
+        raise ValueError(f"aux mode must be one of {', '.join(AUX_MODES)}. Received: {mode!r}")
+    fractions = {
+        "none": (),
+        "sparse": (1 / 3, 2 / 3, 4 / 3, 5 / 3, 5 / 2),
+        "dense": tuple(k / 6 for k in range(1, 26)),
+    }[mode]
+    hs = (round(horizon_steps * f) for f in fractions)
     return tuple(sorted({h for h in hs if h >= 1 and h != horizon_steps}))
 
 

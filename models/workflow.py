@@ -38,7 +38,7 @@ def train_artifact(
     architecture: str = "gru",
     units: int = 32,
     age_feature: bool = False,
-    aux: bool = False,
+    aux: str = "none",
     epochs: int = 40,
     patience: int = 10,
     batch_size: int = 256,
@@ -56,14 +56,14 @@ def train_artifact(
     calibration and threshold come from the out-of-fold scores of every machine, and the
     artifact serves the K members as one model (mean logit).
 
-    With ``aux`` the network also learns failure within other horizons
-    (:func:`models.network.aux_horizons`); the artifact keeps the single H logit.
+    With ``aux`` ``sparse`` or ``dense`` the network also learns failure within other
+    horizons (:func:`models.network.aux_horizons`); the artifact keeps the single H logit.
 
     Returns:
         The metrics saved with the model: ``validation`` (and ``test`` for C-MAPSS).
     """
     history = load_source(data, window.step_ms, window.sensors, events)
-    aux_h = aux_horizons(horizon_steps) if aux else ()
+    aux_h = aux_horizons(horizon_steps, aux)
     device = setup_device(seed)
     config = TrainConfig(
         epochs=epochs,

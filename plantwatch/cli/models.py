@@ -125,11 +125,14 @@ def _echo_metrics(title: str, metrics: dict[str, Any]) -> None:
     "C-MAPSS cycle) as a feature. Default: on for cmapss: data, off otherwise.",
 )
 @click.option(
-    "--aux-horizons/--no-aux-horizons",
-    default=False,
+    "--aux-horizons",
+    type=click.Choice(["none", "sparse", "dense"]),
+    default="none",
     show_default=True,
-    help="Also train outputs for failure within H/3, 2H/3, 4H/3, 5H/3 and 5H/2 (extra "
-    "supervision; the saved model keeps the single H logit).",
+    help="Also train outputs for failure within other horizons, with the same BCE (extra "
+    "supervision of how far the failure is; the saved model keeps the single H logit): "
+    "sparse = H/3, 2H/3, 4H/3, 5H/3, 5H/2; dense = every H/6 up to 25H/6 (the C-MAPSS "
+    "choice, see docs/models.md).",
 )
 @click.option("--epochs", type=int, default=40, show_default=True, help="Most epochs.")
 @click.option(
@@ -189,7 +192,7 @@ def train_cmd(
     architecture: str,
     units: int,
     age_feature: bool | None,
-    aux_horizons: bool,
+    aux_horizons: str,
     epochs: int,
     patience: int,
     batch_size: int,

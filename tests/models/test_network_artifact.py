@@ -157,6 +157,10 @@ def test_serving_model_keeps_the_main_logit_of_an_aux_model(tmp_path: Path) -> N
 
     assert aux_horizons(30) == (10, 20, 40, 50, 75)
     assert aux_horizons(1) == (2,)
+    assert aux_horizons(30, "dense") == tuple(h for h in range(5, 126, 5) if h != 30)
+    assert aux_horizons(30, "none") == ()
+    with pytest.raises(ValueError, match="Received: 'ordinal'"):
+        aux_horizons(30, "ordinal")
     model = build_model(L, 8, "gru", units=4, seed=3, aux_outputs=2)
     w = _windows()
     both = model.predict(w.inputs(), verbose=0)

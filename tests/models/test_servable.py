@@ -24,6 +24,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Servable:
     return load_servable(path, WINDOW, "cpu:0", 64)
 
 
+@pytest.fixture(scope="module")
+def served_stats(tmp_path_factory: pytest.TempPathFactory) -> Servable:
+    path = make_artifact(tmp_path_factory.mktemp("m") / "s1", seed=1, architecture="gru-stats")
+    return load_servable(path, WINDOW, "cpu:0", 64)
+
+
 def _inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, L, F + 1)).astype(np.float32)
@@ -33,7 +39,11 @@ def _inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, mask
 
 
-def test_a_window_scores_bit_identically_whatever_its_batch(served: Servable) -> None:
+@pytest.mark.parametrize("model", ["served", "served_stats"])
+def test_a_window_scores_bit_identically_whatever_its_batch(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    served: Servable = request.getfixturevalue(model)
     x, mask = _inputs(150)
     full = served.logits(x, mask)  # calls of 64, 64 and a padded 64
     for i in (0, 5, 63, 64, 149):

@@ -40,18 +40,19 @@ def make_artifact(
     shift: float = 0.0,
     created_at: str = "2026-01-01T00:00:00+00:00",
     length: int = L,
+    architecture: str = "gru",
 ) -> Path:
-    """A random-weight GRU artifact; ``shift`` moves the fitted normalization."""
+    """A random-weight artifact (GRU by default); ``shift`` moves the fitted normalization."""
     rng = np.random.default_rng(seed)
     X = rng.normal(loc=shift, size=(200, F))
     spec = fit_spec(X, WINDOW, sequence_length=length)
-    model = build_model(length, F + (1 if age else 0), "gru", units=8, seed=seed)
+    model = build_model(length, F + (1 if age else 0), architecture, units=8, seed=seed)
     meta = ModelMeta(
         horizon_steps=5,
         min_steps=MIN_STEPS,
         threshold=0.3,
         calibration=(1.0, 0.0),
-        architecture="gru",
+        architecture=architecture,
         fingerprint="test",
         created_at=created_at,
         age_scale=20.0 if age else None,
