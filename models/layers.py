@@ -24,7 +24,9 @@ class WindowStats(keras.layers.Layer):  # type: ignore[misc]
     ``slope_spans`` (0 = the whole window), given as the fitted change over ``k`` steps so
     that it has the scale of the features. Padded steps (mask False) are left out; a span
     with fewer than two real steps has slope 0. Output: (batch, F x (means + slopes)).
-    Keras ops only, so it runs on any backend; no trainable weights.
+    Keras ops only, so it runs on any backend; no trainable weights. It computes in float32
+    whatever the dtype policy: under mixed precision the sum of squared times over a
+    100-step window (83,325) would overflow float16.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class WindowStats(keras.layers.Layer):  # type: ignore[misc]
         slope_spans: tuple[int, ...] = SLOPE_SPANS,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.mean_spans = tuple(int(k) for k in mean_spans)
         self.slope_spans = tuple(int(k) for k in slope_spans)
@@ -45,6 +48,7 @@ class WindowStats(keras.layers.Layer):  # type: ignore[misc]
     def call(self, x: Any, mask: Any) -> Any:
         """(batch, L, F) features and (batch, L) mask -> (batch, F x spans) statistics."""
         length = x.shape[1]
+        x = ops.cast(x, "float32")
         m = ops.expand_dims(ops.cast(mask, x.dtype), -1)
         parts = []
         for k in self.mean_spans:

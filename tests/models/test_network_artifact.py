@@ -81,6 +81,28 @@ def test_window_stats_are_the_masked_means_and_least_squares_slopes() -> None:
             np.testing.assert_allclose(got, [*means, *slopes], rtol=1e-4, atol=1e-5)
 
 
+def test_window_stats_stay_float32_under_mixed_precision() -> None:
+    """A 100-step slope's sum of squared times (83,325) overflows float16."""
+    import keras
+
+    from models.layers import WindowStats
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 100, 3)).astype(np.float32)
+    mask = np.ones((2, 100), dtype=bool)
+    reference = np.asarray(WindowStats()(x, mask))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        layer = WindowStats()
+        mixed = np.asarray(layer(x.astype(np.float16), mask))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert layer.compute_dtype == "float32"
+    assert np.isfinite(mixed).all()
+    np.testing.assert_allclose(mixed, reference, atol=2e-2)
+
+
 def test_window_stats_refuse_bad_spans() -> None:
     from models.layers import WindowStats
 
