@@ -44,7 +44,7 @@ from models.data import load_cmapss_history
 from models.ensemble import prepare_folds, train_ensemble
 from models.evaluation import binary_metrics, choose_threshold, fit_calibration, lead_times, sigmoid
 from models.network import AUX_MODES, aux_horizons, build_model, serving_model
-from models.pipeline import cmapss_test, prepare
+from models.pipeline import PROTOCOL_MIN_CYCLES, cmapss_test, prepare
 from models.training import TrainConfig, predict_logits, setup_device, train
 from plantwatch.presets import PRESETS
 
@@ -72,6 +72,14 @@ METRICS = (
 )
 
 
+def cycles(history: Any, windows: Any, step_ms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per window of a training-file engine: (its last cycle, cycles left to the failure)."""
+    fails = history.events[history.events["kind"] == "failure"].set_index("equipment_id")["ts"]
+    start = windows.index["step_start"].to_numpy(dtype=np.int64)
+    ends = windows.index["equipment_id"].map(fails).to_numpy(dtype=np.int64)
+    return start // step_ms + 1, (ends - start) // step_ms
+
+
 def near_boundary_roc_auc(
     history: Any,
     val: Any,
@@ -88,11 +96,8 @@ def near_boundary_roc_auc(
     ending at cycle >= ``min_cycle``; ``bench/cmapss_independent.py --seeds`` scores the
     same windows of the same validation engines with min_cycle 100).
     """
-    fails = history.events[history.events["kind"] == "failure"].set_index("equipment_id")["ts"]
-    ends = val.index["equipment_id"].map(fails).to_numpy(dtype=np.int64)
-    start = val.index["step_start"].to_numpy(dtype=np.int64)
-    remaining = (ends - start) // step_ms
-    near = (np.abs(remaining - horizon) <= band) & (start // step_ms + 1 >= min_cycle)
+    cycle, remaining = cycles(history, val, step_ms)
+    near = (np.abs(remaining - horizon) <= band) & (cycle >= min_cycle)
     return float(roc_auc_score(val.y[near], p[near]))
 
 
@@ -113,10 +118,8 @@ def protocol_f1_draws(
     Optimistic, since the threshold was chosen on these engines; it tells how often a
     model of this quality reaches the bar on a 93-window test set.
     """
-    fails = history.events[history.events["kind"] == "failure"].set_index("equipment_id")["ts"]
-    start = val.index["step_start"].to_numpy(dtype=np.int64)
-    remaining = (val.index["equipment_id"].map(fails).to_numpy(dtype=np.int64) - start) // step_ms
-    eligible = start // step_ms + 1 >= 50
+    cycle, remaining = cycles(history, val, step_ms)
+    eligible = cycle >= PROTOCOL_MIN_CYCLES
     pos = np.flatnonzero(eligible & (remaining <= horizon))
     neg = np.flatnonzero(eligible & (remaining > horizon))
     rng = np.random.default_rng(seed)
@@ -134,9 +137,7 @@ def select_inputs(history: Any, train: Any, min_rho: float, step_ms: int, age: b
     """
     from scipy.stats import spearmanr
 
-    fails = history.events[history.events["kind"] == "failure"].set_index("equipment_id")["ts"]
-    start = train.index["step_start"].to_numpy(dtype=np.int64)
-    remaining = (train.index["equipment_id"].map(fails).to_numpy(dtype=np.int64) - start) // step_ms
+    _, remaining = cycles(history, train, step_ms)
     last = train.x[:, -1, :]
     keep = []
     for j in range(last.shape[1]):

@@ -25,11 +25,23 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from models.data import load_cmapss_history
+from models.pipeline import PROTOCOL_MIN_CYCLES
+
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmapss"
-SENSORS = [5 + i - 1 for i in (2, 3, 4, 7, 8, 9, 11, 12, 13, 14, 15, 17, 20, 21)]
+SENSORS = [f"s{i}" for i in (2, 3, 4, 7, 8, 9, 11, 12, 13, 14, 15, 17, 20, 21)]
+
+
+def by_engine(frame: pd.DataFrame) -> dict[int, np.ndarray]:
+    """Unit number -> that engine's SENSORS, one row per cycle (the loader's frames)."""
+    return {
+        int(str(e).rsplit("-", 1)[1]): rows[SENSORS].to_numpy()
+        for e, rows in frame.groupby("equipment_id", sort=True)
+    }
 
 
 def _slope(z: np.ndarray) -> np.ndarray:
@@ -39,7 +51,7 @@ def _slope(z: np.ndarray) -> np.ndarray:
 
 def features(rows: np.ndarray, mu: np.ndarray, sd: np.ndarray, context: int) -> np.ndarray:
     """One engine history up to a cycle -> a feature vector."""
-    z = (rows[:, SENSORS] - mu) / sd
+    z = (rows - mu) / sd
     parts = [z[-5:].mean(axis=0), z[-15:].mean(axis=0), _slope(z[-30:]), [len(rows) / 200]]
     if context >= 100:
         parts += [_slope(z[-100:]), z[-50:].mean(axis=0)]
@@ -62,12 +74,12 @@ def windows(
     )
 
 
-def per_seed(train: np.ndarray, seeds: list[int], horizon: int) -> None:
+def per_seed(
+    engines: dict[int, np.ndarray], mu: np.ndarray, sd: np.ndarray, seeds: list[int], horizon: int
+) -> None:
     """Near-boundary ROC-AUC on each seed's validation engines, both contexts."""
     from models.labels import split_machines
 
-    mu, sd = train[:, SENSORS].mean(axis=0), train[:, SENSORS].std(axis=0)
-    engines = {u: train[train[:, 0] == u] for u in range(1, 101)}
     for context in (50, 100):
         unit, X, remaining = windows(engines, mu, sd, context, 100)
         scores = []
@@ -96,15 +108,16 @@ def main() -> None:
     parser.add_argument("--H", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="*", default=None)
     args = parser.parse_args()
-    train = np.loadtxt(args.data / "train_FD001.txt")
+    history = load_cmapss_history(args.data, 1)
+    assert history.test is not None
+    assert history.test_rul is not None
+    mu = history.telemetry[SENSORS].to_numpy().mean(axis=0)
+    sd = history.telemetry[SENSORS].to_numpy().std(axis=0)
+    engines = by_engine(history.telemetry)
     if args.seeds:
-        per_seed(train, args.seeds, args.H)
+        per_seed(engines, mu, sd, args.seeds, args.H)
         return
-    test = np.loadtxt(args.data / "test_FD001.txt")
-    rul = np.loadtxt(args.data / "RUL_FD001.txt")
-    mu, sd = train[:, SENSORS].mean(axis=0), train[:, SENSORS].std(axis=0)
     first = args.context  # windows from this cycle on, so both contexts see the same ones
-    engines = {u: train[train[:, 0] == u] for u in range(1, 101)}
     unit, X, remaining = windows(engines, mu, sd, args.context, first)
     order = np.random.default_rng(0).permutation(np.arange(1, 101))
     predicted = np.empty(len(unit))
@@ -122,9 +135,10 @@ def main() -> None:
     )
     model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)
     model.fit(X, np.minimum(remaining, 125))
-    units = [u for u in range(1, 101) if (test[:, 0] == u).sum() >= 50]
-    Xt = np.array([features(test[test[:, 0] == u], mu, sd, args.context) for u in units])
-    true = np.array([rul[u - 1] for u in units])
+    tests = by_engine(history.test)
+    units = [u for u, rows in tests.items() if len(rows) >= PROTOCOL_MIN_CYCLES]
+    Xt = np.array([features(tests[u], mu, sd, args.context) for u in units])
+    true = np.array([history.test_rul[f"engine-{u:03d}"] for u in units])
     guess = model.predict(Xt)
     positive = true <= args.H
     best = max(

@@ -131,7 +131,8 @@ def cmapss_test(
     if history.test is None or history.test_rul is None:
         raise DataError("the data source has no C-MAPSS test part")
     step_ms = spec.window.step_ms
-    last_ts = history.test.groupby("equipment_id")["ts"].max()
+    per_engine = history.test.groupby("equipment_id")["ts"]
+    last_ts, cycles = per_engine.max(), per_engine.size()
     rul = history.test_rul.to_dict()
     fail_ts = {str(e): int(t + rul[str(e)] * step_ms) for e, t in last_ts.items()}
     events = pd.DataFrame(
@@ -144,7 +145,6 @@ def cmapss_test(
     is_last = every.index["step_start"].to_numpy() == every.index["equipment_id"].map(
         last_ts
     ).to_numpy(dtype=np.int64)
-    cycles = history.test.groupby("equipment_id")["ts"].size()
     long_enough = (
         every.index["equipment_id"].map(cycles).to_numpy(dtype=np.int64) >= PROTOCOL_MIN_CYCLES
     )
