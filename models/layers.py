@@ -46,27 +46,33 @@ class WindowStats(keras.layers.Layer):  # type: ignore[misc]
             )
 
     def call(self, x: Any, mask: Any) -> Any:
-        """(batch, L, F) features and (batch, L) mask -> (batch, F x spans) statistics."""
+        """(batch, L, F) features and (batch, L) mask -> (batch, F x spans) statistics.
+
+        Every statistic is a weighted sum over the steps with weights that depend on the
+        mask only (a mean: 1/n on the span's real steps; a slope: the centred time over
+        the sum of its squares), so the weights (batch, spans, L) are built from the mask
+        and applied to all features in one batched matrix product, instead of one pass
+        over the (batch, L, F) features per statistic.
+        """
         length = x.shape[1]
         x = ops.cast(x, "float32")
-        m = ops.expand_dims(ops.cast(mask, x.dtype), -1)
-        parts = []
+        m = ops.cast(mask, "float32")
+        t = ops.cast(ops.arange(length), "float32")
+        weights = []
         for k in self.mean_spans:
-            k = min(k, length)
-            xs, ms = x[:, -k:, :], m[:, -k:, :]
-            n = ops.maximum(ops.sum(ms, axis=1), 1.0)
-            parts.append(ops.sum(xs * ms, axis=1) / n)
+            in_span = m * ops.cast(t >= length - min(k, length), "float32")
+            n = ops.maximum(ops.sum(in_span, axis=1, keepdims=True), 1.0)
+            weights.append(in_span / n)
         for k in self.slope_spans:
             k = length if k == 0 else min(k, length)
-            xs, ms = x[:, -k:, :], m[:, -k:, :]
-            t = ops.reshape(ops.cast(ops.arange(k), x.dtype), (1, k, 1))
-            n = ops.maximum(ops.sum(ms, axis=1, keepdims=True), 1.0)
-            dt = (t - ops.sum(t * ms, axis=1, keepdims=True) / n) * ms
-            dx = (xs - ops.sum(xs * ms, axis=1, keepdims=True) / n) * ms
-            den = ops.sum(dt * dt, axis=1)
-            slope = ops.sum(dt * dx, axis=1) / ops.maximum(den, 1e-6)
-            parts.append(ops.where(den > 1e-6, slope, 0.0) * float(k))
-        return ops.concatenate(parts, axis=-1)
+            in_span = m * ops.cast(t >= length - k, "float32")
+            n = ops.maximum(ops.sum(in_span, axis=1, keepdims=True), 1.0)
+            dt = (t - ops.sum(t * in_span, axis=1, keepdims=True) / n) * in_span
+            den = ops.sum(dt * dt, axis=1, keepdims=True)
+            # sum(dt * x) / den is the least-squares slope, since sum(dt) = 0 on the span
+            weights.append(ops.where(den > 1e-6, dt / ops.maximum(den, 1e-6), 0.0) * float(k))
+        stats = ops.matmul(ops.stack(weights, axis=1), x)  # (batch, spans, F)
+        return ops.reshape(stats, (-1, stats.shape[1] * stats.shape[2]))
 
     def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         """(batch, F x (mean spans + slope spans))."""
