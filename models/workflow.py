@@ -17,7 +17,13 @@ from models.ensemble import prepare_folds, train_ensemble
 from models.errors import FeedbackError
 from models.evaluation import binary_metrics, choose_threshold, fit_calibration, lead_times, sigmoid
 from models.feedback import feedback_labels, load_feedback
-from models.network import aux_horizons, build_model, serving_model
+from models.network import (
+    DEFAULT_ARCHITECTURE,
+    DEFAULT_AUX,
+    aux_horizons,
+    build_model,
+    serving_model,
+)
 from models.pipeline import cmapss_test, failure_times, labelled_windows, prepare
 from models.training import TrainConfig, predict_logits, setup_device, train
 from models.windows import Windows, make_windows, step_features
@@ -35,10 +41,10 @@ def train_artifact(
     created_at: str,
     sequence_length: int = 50,
     min_steps: int = 10,
-    architecture: str = "gru",
+    architecture: str = DEFAULT_ARCHITECTURE,
     units: int = 32,
     age_feature: bool = False,
-    aux: str = "none",
+    aux: str = DEFAULT_AUX,
     epochs: int = 40,
     patience: int = 10,
     batch_size: int = 256,

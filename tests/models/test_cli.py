@@ -28,6 +28,15 @@ def test_help_explains_each_option() -> None:
             assert option in result.output
 
 
+def test_train_defaults_are_the_library_defaults() -> None:
+    """--help's defaults come from literals (no Keras import at start); they must not drift."""
+    from models.network import DEFAULT_ARCHITECTURE, DEFAULT_AUX
+
+    params = {p.name: p for p in cli.commands["train"].params}
+    assert params["architecture"].default == DEFAULT_ARCHITECTURE
+    assert params["aux_horizons"].default == DEFAULT_AUX
+
+
 def test_bad_source_is_one_line_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli, ["train", "--data", "ftp://x", "--horizon", "30", "--out", str(tmp_path / "m")]
