@@ -113,11 +113,11 @@ def _echo_metrics(title: str, metrics: dict[str, Any]) -> None:
 @click.option(
     "--architecture",
     type=click.Choice(["gru", "conv-gru", "lstm", "gru-stats"]),
-    default="gru-stats",
+    default="gru",
     show_default=True,
-    help="Network architecture: gru-stats = GRU beside per-feature window means and "
-    "trend slopes (chosen on simulated plant fleets and on C-MAPSS); gru = the GRU alone, "
-    "~1.5x faster to score (see docs/models.md).",
+    help="Network architecture: gru = a GRU over the window; gru-stats = the GRU beside "
+    "per-feature window means and trend slopes (the C-MAPSS choice; on simulated plant "
+    "fleets better windows but more false tickets, see docs/models.md).",
 )
 @click.option("--units", type=int, default=32, show_default=True, help="Recurrent units.")
 @click.option(
@@ -129,12 +129,12 @@ def _echo_metrics(title: str, metrics: dict[str, Any]) -> None:
 @click.option(
     "--aux-horizons",
     type=click.Choice(["none", "sparse", "dense"]),
-    default="dense",
+    default="none",
     show_default=True,
     help="Also train outputs for failure within other horizons, with the same BCE (extra "
     "supervision of how far the failure is; the saved model keeps the single H logit): "
-    "sparse = H/3, 2H/3, 4H/3, 5H/3, 5H/2; dense = every H/6 up to 25H/6 (chosen with "
-    "gru-stats, see docs/models.md).",
+    "sparse = H/3, 2H/3, 4H/3, 5H/3, 5H/2; dense = every H/6 up to 25H/6 (the C-MAPSS "
+    "choice, see docs/models.md).",
 )
 @click.option("--epochs", type=int, default=40, show_default=True, help="Most epochs.")
 @click.option(
