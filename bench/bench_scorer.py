@@ -63,8 +63,9 @@ L, MIN_STEPS = 50, 10
 DELAY_BOUND_MS = 2000
 """Most median delay of a load run's last third for "keeps up" (two 1-second steps)."""
 ATTRIBUTED = 5 / 64
-"""Share of the offered full windows calibrated to score at or above half the threshold
-(those get top sensors, the scorer's costliest work), the same for every network."""
+"""Share of the offered windows (see :func:`make_model`) calibrated to score at or above
+half the threshold (those get top sensors, the scorer's costliest work), the same for
+every network."""
 
 
 def offered_vectors() -> list[np.ndarray]:
@@ -513,7 +514,7 @@ def _options(group: dict[str, Any]) -> dict[str, Any]:
 
 
 def _print_summary(result: dict[str, Any], args: argparse.Namespace) -> None:
-    """One line per setting (instances x encoding)."""
+    """One line per setting (network x instances x encoding)."""
     for group in result["settings"].values():
         c, ld = group["capacity"], group["load"]
         print(
