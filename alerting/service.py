@@ -35,14 +35,13 @@ from alerting.errors import DeadLetterError, TransientWriteError
 from alerting.influx import InfluxWriter, alert_line, risk_line
 from alerting.metrics import AlertMetrics
 from alerting.rules import RANK, Rules, Silences
-from alerting.state import AlertEvent, MachineState, check_deadman, step
+from alerting.state import TICKET_KINDS, AlertEvent, MachineState, check_deadman, step
 from alerting.tickets import new_ticket
 from ingest.dlq import DeadLetter, dead_letter
 from models.predictions import Prediction, decode_prediction
 from plantwatch.idle import IdleExit, kafka_probe
 
 log = logging.getLogger("plantwatch.alerting")
-TICKET_KINDS = ("transition", "unsilenced", "repeat")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ from typing import Any
 from alerting.rules import RANK, Rules
 
 HISTORY = 12
+# events that open a ticket when they reach the ticket level (one per incident)
+TICKET_KINDS = ("transition", "unsilenced", "repeat")
 
 
 @dataclass(frozen=True)

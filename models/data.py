@@ -13,7 +13,7 @@ a training engine fails at its last cycle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -189,6 +189,28 @@ def load_source(
         return load_cmapss_history(rest, step_ms)
     path = Path(rest)
     return load_history_files(path, Path(events) if events else default_events_path(path), sensors)
+
+
+def drop_readings(history: History, fraction: float, seed: int) -> History:
+    """The history with ``fraction`` of its telemetry rows removed at random (seeded).
+
+    Training augmentation: a stream loses readings (malformed or too-late messages are
+    dead-lettered), and the feature step turns each loss into a filled step (last value
+    repeated, ``filled`` = 1, a longer ``since_last``). Clean history has such steps only
+    where a machine stopped for a repair, so a model trained on it alone can mistake one
+    lost reading for a failure (docs/models.md).
+
+    >>> h = History(pd.DataFrame({"equipment_id": ["m"] * 1000, "ts": range(1000)}),
+    ...             pd.DataFrame(columns=["equipment_id", "ts", "kind"]), ())
+    >>> len(drop_readings(h, 0.1, seed=0).telemetry), drop_readings(h, 0.0, seed=0) is h
+    (911, True)
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"drop_readings: value {fraction} is not a fraction in [0, 1)")
+    if fraction == 0.0:
+        return history
+    keep = np.random.default_rng(seed).random(len(history.telemetry)) >= fraction
+    return replace(history, telemetry=history.telemetry[keep].reset_index(drop=True))
 
 
 def fingerprint(files: tuple[Path, ...]) -> str:

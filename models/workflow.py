@@ -12,7 +12,7 @@ import numpy as np
 
 from features.config import WindowConfig
 from models.artifact import ModelMeta, load_artifact, save_artifact
-from models.data import History, fingerprint, load_source
+from models.data import History, drop_readings, fingerprint, load_source
 from models.ensemble import prepare_folds, train_ensemble
 from models.errors import FeedbackError
 from models.evaluation import binary_metrics, choose_threshold, fit_calibration, lead_times, sigmoid
@@ -24,11 +24,14 @@ from models.network import (
     build_model,
     serving_model,
 )
-from models.pipeline import cmapss_test, failure_times, labelled_windows, prepare
+from models.pipeline import cmapss_test, failure_times, prepare
 from models.training import TrainConfig, predict_logits, setup_device, train
 from models.windows import Windows, make_windows, step_features
 
 log = logging.getLogger(__name__)
+
+# Fraction of readings removed from history: data before training (see train_artifact).
+DEFAULT_LOST_READINGS = 0.02
 
 
 def train_artifact(
@@ -53,10 +56,16 @@ def train_artifact(
     validation_fraction: float = 0.2,
     folds: int = 1,
     target_recall: float | None = None,
+    lost_readings: float | None = None,
     seed: int = 0,
     verbose: int = 1,
 ) -> dict[str, Any]:
     """Train, calibrate and threshold on validation machines, save the artifact.
+
+    ``lost_readings`` removes that fraction of the telemetry rows at random before the
+    split (:func:`models.data.drop_readings`), so that the model learns what a lost or
+    late reading looks like in a stream; None: :data:`DEFAULT_LOST_READINGS` for
+    ``history:`` data, 0 for ``cmapss:`` (complete cycles, no filled steps).
 
     With ``folds`` K > 1 the machines are split in K folds (:mod:`models.ensemble`):
     calibration and threshold come from the out-of-fold scores of every machine, and the
@@ -69,6 +78,9 @@ def train_artifact(
         The metrics saved with the model: ``validation`` (and ``test`` for C-MAPSS).
     """
     history = load_source(data, window.step_ms, window.sensors, events)
+    if lost_readings is None:
+        lost_readings = 0.0 if history.test is not None else DEFAULT_LOST_READINGS
+    history = drop_readings(history, lost_readings, seed)  # telemetry only, not C-MAPSS test
     aux_h = aux_horizons(horizon_steps, aux)
     device = setup_device(seed)
     config = TrainConfig(
@@ -129,6 +141,7 @@ def train_artifact(
             "members": [{"epochs": len(r.history), "best_epoch": r.best_epoch} for r in results],
             "val_windows": len(val),
             "seed": seed,
+            "lost_readings": lost_readings,
             "validation_machines": sorted(val_ids),
         },
     }
@@ -180,13 +193,32 @@ def _cmapss_metrics(model: Any, history: History, spec: Any, meta: ModelMeta) ->
 
 
 def evaluate_artifact(
-    model_dir: Path, data: str, events: Path | None, window: WindowConfig, plots: Path | None
+    model_dir: Path,
+    data: str,
+    events: Path | None,
+    window: WindowConfig,
+    plots: Path | None,
+    *,
+    rules: Any = None,
+    max_lead_steps: int | None = None,
+    lost_readings: float = 0.0,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Metrics of a saved model on a data source (C-MAPSS protocol for cmapss: data)."""
+    """Metrics of a saved model on a data source (C-MAPSS protocol for cmapss: data).
+
+    For ``history:`` data also the tickets that the alert ``rules`` (default
+    :class:`alerting.rules.Rules`) would open from every window's score, against the
+    failures (:func:`models.tickets.ticket_metrics`, a ticket counts for a failure that
+    follows within ``max_lead_steps``, default 2 H). ``lost_readings`` scores the data as
+    a stream that lost that fraction of its readings (seeded by ``seed``).
+    """
     artifact = load_artifact(model_dir, window)
     meta, spec = artifact.meta, artifact.spec
-    history = load_source(data, window.step_ms, window.sensors, events)
+    history = drop_readings(
+        load_source(data, window.step_ms, window.sensors, events), lost_readings, seed
+    )
     fail_ts: Mapping[str, int | Sequence[int]]
+    tickets: dict[str, Any] | None = None
     if history.test is not None:
         windows, every, fail_ts = cmapss_test(
             history, spec, meta.horizon_steps, meta.min_steps, meta.age_scale
@@ -197,15 +229,25 @@ def evaluate_artifact(
             if e in set(windows.index["equipment_id"][windows.y == 1])
         }
     else:
-        windows, fail_ts = labelled_windows(
-            history, spec, meta.horizon_steps, meta.min_steps, meta.age_scale
-        )
+        steps = step_features(history.telemetry, spec.window)
+        windows = make_windows(
+            steps, spec, history.events, meta.horizon_steps, meta.min_steps,
+            age_scale=meta.age_scale,
+        )  # fmt: skip
+        fail_ts = failure_times(history.events[history.events["kind"] == "failure"])
         every = windows
+        stream = make_windows(
+            steps, spec, None, meta.horizon_steps, meta.min_steps, age_scale=meta.age_scale
+        )
+        tickets = _tickets(artifact, stream, history, rules, max_lead_steps, spec.window.step_ms)
     p = artifact.predict_proba(windows)
     p_every = artifact.predict_proba(every) if every is not windows else p
     metrics = binary_metrics(windows.y, p, meta.threshold) | lead_times(
         every.index, p_every, meta.threshold, fail_ts, spec.window.step_ms
     )
+    metrics["lost_readings"] = lost_readings
+    if tickets is not None:
+        metrics["tickets"] = tickets
     metrics["threshold"] = meta.threshold
     if plots is not None:
         from models import plots as plot
@@ -224,6 +266,26 @@ def evaluate_artifact(
             plots / "risk_over_time.png",
         )
     return metrics
+
+
+def _tickets(
+    artifact: Any,
+    stream: Windows,
+    history: History,
+    rules: Any,
+    max_lead_steps: int | None,
+    step_ms: int,
+) -> dict[str, Any]:
+    from alerting.rules import Rules
+    from models.tickets import ticket_metrics
+
+    lead = 2 * artifact.meta.horizon_steps if max_lead_steps is None else max_lead_steps
+    if lead < 1:
+        raise ValueError(f"max_lead_steps must be >= 1. Received: max_lead_steps={lead}")
+    p = artifact.predict_proba(stream)
+    return ticket_metrics(
+        stream.index, p, history.events, rules or Rules(), lead * step_ms, step_ms
+    )
 
 
 def fine_tune_artifact(

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from plantwatch.cli.main import cli, configure_logging
+from plantwatch.cli.main import cli, configure_logging, settings_from
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)?$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -33,7 +33,7 @@ FEATURES_HELP = (
 )
 
 
-def parse_horizon(text: str, step_ms: int) -> int:
+def parse_horizon(text: str, step_ms: int, what: str = "horizon") -> int:
     """H in steps from ``30`` (steps) or a duration ``30m``, ``5h``, ``2d``, ``90s``, ``500ms``.
 
     >>> parse_horizon("30", 600_000), parse_horizon("5h", 600_000)
@@ -43,11 +43,11 @@ def parse_horizon(text: str, step_ms: int) -> int:
 
     match = _DURATION.match(text.strip())
     if not match:
-        raise DataError(f"horizon {text!r} is not valid: expected steps (30) or a duration (5h)")
+        raise DataError(f"{what} {text!r} is not valid: expected steps (30) or a duration (5h)")
     value, unit = int(match.group(1)), match.group(2)
     steps = value if unit is None else -(-value * _UNIT_MS[unit] // step_ms)
     if steps < 1:
-        raise DataError(f"horizon {text!r} is shorter than one step ({step_ms} ms)")
+        raise DataError(f"{what} {text!r} is shorter than one step ({step_ms} ms)")
     return steps
 
 
@@ -78,6 +78,18 @@ def _echo_metrics(title: str, metrics: dict[str, Any]) -> None:
         if k in metrics
     ]
     click.echo(f"{title}: " + " ".join(parts) + f" confusion={metrics.get('confusion')}")
+
+
+def _ticket_line(t: dict[str, Any]) -> str:
+    lead = t["ticket_lead_median"]
+    return (
+        f"tickets (alert rules replayed): {t['tickets']} opened, {t['false_alarms']} false "
+        f"(precision {t['ticket_precision']:.0%}); failures {t['failures']}: caught "
+        f"{t['caught']} (recall {t['ticket_recall']:.0%})"
+        + ("" if lead is None else f", median lead {lead:.0f} steps")
+        + f"; {t['unjudged']} opened within {t['max_lead_steps']:.0f} steps of the data's "
+        "end, not judged"
+    )
 
 
 @cli.command("train")
@@ -113,11 +125,11 @@ def _echo_metrics(title: str, metrics: dict[str, Any]) -> None:
 @click.option(
     "--architecture",
     type=click.Choice(["gru", "conv-gru", "lstm", "gru-stats"]),
-    default="gru",
+    default="gru-stats",
     show_default=True,
     help="Network architecture: gru = a GRU over the window; gru-stats = the GRU beside "
-    "per-feature window means and trend slopes (the C-MAPSS choice; on simulated plant "
-    "fleets better windows but more false tickets, see docs/models.md).",
+    "per-feature window means and trend slopes (chosen on C-MAPSS and on the tickets of "
+    "simulated plant fleets, see docs/models.md).",
 )
 @click.option("--units", type=int, default=32, show_default=True, help="Recurrent units.")
 @click.option(
@@ -129,12 +141,12 @@ def _echo_metrics(title: str, metrics: dict[str, Any]) -> None:
 @click.option(
     "--aux-horizons",
     type=click.Choice(["none", "sparse", "dense"]),
-    default="none",
+    default="dense",
     show_default=True,
     help="Also train outputs for failure within other horizons, with the same BCE (extra "
     "supervision of how far the failure is; the saved model keeps the single H logit): "
-    "sparse = H/3, 2H/3, 4H/3, 5H/3, 5H/2; dense = every H/6 up to 25H/6 (the C-MAPSS "
-    "choice, see docs/models.md).",
+    "sparse = H/3, 2H/3, 4H/3, 5H/3, 5H/2; dense = every H/6 up to 25H/6 (chosen on "
+    "C-MAPSS and plant fleets, see docs/models.md).",
 )
 @click.option("--epochs", type=int, default=40, show_default=True, help="Most epochs.")
 @click.option(
@@ -182,6 +194,14 @@ def _echo_metrics(title: str, metrics: dict[str, Any]) -> None:
     show_default=True,
     help="Seed of the split, the initial weights and the batches.",
 )
+@click.option(
+    "--lost-readings",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=None,
+    help="Fraction of readings removed at random before training, so that the model "
+    "learns what a lost or late reading looks like in a stream (a filled step) instead "
+    "of taking it for a failure. [default: 0.02 for history: data, 0 for cmapss:]",
+)
 @click.option("--quiet", is_flag=True, help="No per-epoch progress bar.")
 def train_cmd(
     data: str,
@@ -204,6 +224,7 @@ def train_cmd(
     folds: int,
     target_recall: float | None,
     seed: int,
+    lost_readings: float | None,
     quiet: bool,
 ) -> None:
     """Train a failure model and write an artifact directory.
@@ -238,6 +259,7 @@ def train_cmd(
         validation_fraction=validation_fraction,
         folds=folds,
         target_recall=target_recall,
+        lost_readings=lost_readings,
         seed=seed,
         verbose=0 if quiet else 1,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -270,30 +292,65 @@ def train_cmd(
     help="Directory for PNG plots: training curves, PR curve, calibration, risk.",
 )
 @click.option(
+    "--max-lead",
+    default=None,
+    help="history: data: how long before a failure a ticket still counts as its warning, "
+    "in steps (60) or a duration (60m) [default: twice the model's horizon].",
+)
+@click.option(
+    "--lost-readings",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Score the data as a stream that lost this fraction of its readings (at random, "
+    "seeded): how the model holds up when messages are malformed or late.",
+)
+@click.option(
     "--json-out",
     type=click.Path(path_type=Path),
     default=None,
     help="Also write the metrics as JSON to this file.",
 )
+@click.pass_context
 def evaluate_cmd(
+    ctx: click.Context,
     model_dir: Path,
     data: str,
     events: Path | None,
     features_config: str | None,
     plots: Path | None,
+    max_lead: str | None,
+    lost_readings: float,
     json_out: Path | None,
 ) -> None:
     """Score a model: accuracy, precision, recall, F1, ROC-AUC, PR-AUC, Brier, confusion, lead time.
 
     With the model's saved threshold. cmapss: data is scored with the C-MAPSS protocol (the
     last window of each of the 93 test engines with at least 50 cycles, label RUL <= H);
-    history: data on every labelled window.
+    history: data on every labelled window, and then as the pipeline would alert: every
+    window is scored, the alert rules of the settings (PLANTWATCH_ALERT_*: critical
+    level, pending steps, hysteresis) are replayed per machine, and the tickets they
+    open are compared with the failures, as `plantwatch report` does for a live run.
     """
     configure_logging()
     from models.workflow import evaluate_artifact
+    from plantwatch.cli.alert import rules_of
 
-    metrics = evaluate_artifact(model_dir, data, events, _window(features_config, data), plots)
+    window = _window(features_config, data)
+    lead = None if max_lead is None else parse_horizon(max_lead, window.step_ms, "--max-lead")
+    metrics = evaluate_artifact(
+        model_dir,
+        data,
+        events,
+        window,
+        plots,
+        rules=rules_of(settings_from(ctx)),
+        max_lead_steps=lead,
+        lost_readings=lost_readings,
+    )
     _echo_metrics("evaluation", metrics)
+    if "tickets" in metrics:
+        click.echo(_ticket_line(metrics["tickets"]))
     if json_out:
         json_out.write_text(json.dumps(metrics, indent=1, default=float))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from alerting import store
+from alerting.offline import replay_tickets
 from alerting.rules import Rules
 from ingest.dlq import reason_of
 from plantwatch.connections import kafka_config
@@ -78,6 +79,10 @@ def test_predictions_to_points_alerts_tickets_and_dlq(
     assert ticket["incident_end_ms"] == base + 5 * MIN
     assert ticket["probability"] == 0.9
     assert "failure_risk" in ticket["flux"]
+    # the offline replay (plantwatch evaluate, the plant bench) opens the same ticket
+    times = {eid: [base + i * MIN for i in range(len(p))] for eid, p in series.items()}
+    replayed = replay_tickets([(e, times[e], series[e]) for e in series], RULES)
+    assert replayed == [(a, ticket["opened_ms"])]
 
     reasons = _dead(s, f"{topic}.dlq", 2)
     assert sorted(r for r, _ in reasons) == ["bad_record", "unknown_model_version"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,12 @@ def test_train_defaults_are_the_library_defaults() -> None:
     params = {p.name: p for p in cli.commands["train"].params}
     assert params["architecture"].default == DEFAULT_ARCHITECTURE
     assert params["aux_horizons"].default == DEFAULT_AUX
+    from models.workflow import DEFAULT_LOST_READINGS
+
+    assert params["lost_readings"].default is None  # auto: history: data only
+    assert f"[default: {DEFAULT_LOST_READINGS} for history: data" in str(
+        params["lost_readings"].help
+    )
 
 
 def test_bad_source_is_one_line_exit_2(tmp_path: Path) -> None:
@@ -80,6 +87,7 @@ def test_train_writes_artifact_and_evaluate_scores_it(
     assert spec["horizon_steps"] == 30
     assert 0 < spec["threshold"] < 1
     assert len(spec["fingerprint"]) == 64
+    assert spec["metrics"]["training"]["lost_readings"] == 0.02  # the default for history:
     plots = tmp_path / "plots"
     result = CliRunner().invoke(
         cli,
@@ -108,12 +116,51 @@ def test_train_writes_artifact_and_evaluate_scores_it(
         "confusion",
         "lead_median",
     } <= set(metrics)
+    events = pd.read_parquet(sim_files[1])
+    tickets = metrics["tickets"]
+    assert tickets["failures"] == int((events["kind"] == "failure").sum())
+    assert tickets["max_lead_steps"] == 60  # 2 H
+    assert tickets["tickets"] == tickets["false_alarms"] + round(
+        tickets["ticket_precision"] * tickets["tickets"]
+    )
+    assert f"tickets (alert rules replayed): {tickets['tickets']} opened" in result.output
+    assert metrics["lost_readings"] == 0.0
     assert sorted(p.name for p in plots.glob("*.png")) == [
         "calibration.png",
         "pr_curve.png",
         "risk_over_time.png",
         "training_curves.png",
     ]
+
+
+def test_evaluate_lost_readings_max_lead_and_alert_rules_from_settings(
+    trained: Path, sim_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def evaluate(*extra: str) -> tuple[Any, dict[str, Any]]:
+        out = tmp_path / "m.json"
+        args = ["evaluate", "--model", str(trained), "--data", f"history:{sim_files[0]}"]
+        result = CliRunner().invoke(cli, [*args, *extra, "--json-out", str(out)])
+        return result, (json.loads(out.read_text()) if result.exit_code == 0 else {})
+
+    result, base = evaluate()
+    assert result.exit_code == 0, result.output
+    result, lossy = evaluate("--lost-readings", "0.05", "--max-lead", "90m")
+    assert result.exit_code == 0, result.output
+    assert lossy["lost_readings"] == 0.05
+    assert lossy["brier"] != base["brier"]  # other inputs: filled steps where readings were lost
+    assert lossy["tickets"]["max_lead_steps"] == 90
+    # a critical level no probability reaches opens no ticket
+    monkeypatch.setenv("PLANTWATCH_ALERT_CRITICAL", "1.0")
+    monkeypatch.setenv("PLANTWATCH_ALERT_CRITICAL_RESET", "1.0")
+    result, never = evaluate()
+    assert result.exit_code == 0, result.output
+    assert never["tickets"]["tickets"] == never["tickets"]["unjudged"] == 0
+    result, _ = evaluate("--max-lead", "5x")
+    assert result.exit_code == 2
+    assert "--max-lead '5x' is not valid" in result.output
+    result, _ = evaluate("--lost-readings", "1.5")
+    assert result.exit_code == 2
+    assert "--lost-readings" in result.output
 
 
 def test_evaluate_refuses_other_features_config(

@@ -1,0 +1,85 @@
+"""What a model's scores would do as tickets: the alert rules replayed, against the failures.
+
+Window metrics (PR-AUC, F1) rank single windows; a maintenance team gets tickets, opened
+by the alerting service's rules from the stream of one machine's predictions (a level
+held for ``pending_steps``, hysteresis, one ticket per incident). Two models with the
+same window metrics can open very different tickets (a score that flickers over the
+critical level three steps in a row opens one, a lone spike does not), so the plant
+model is also judged here: every window of the history is scored, as the scorer would
+(:func:`models.windows.make_windows` without labels), the rules are replayed
+(:func:`alerting.offline.replay_tickets`) and the tickets are compared with the failures
+by the rules of ``plantwatch report`` (:func:`plantwatch.groundtruth.compare`).
+
+A ticket opened less than ``max_lead`` before a machine's last window cannot be judged
+(a failure may follow after the data ends): it is counted as ``unjudged`` and left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+
+def ticket_metrics(
+    index: pd.DataFrame,
+    probabilities: NDArray[np.floating[Any]],
+    events: pd.DataFrame,
+    rules: Any,
+    max_lead_ms: int,
+    step_ms: int,
+) -> dict[str, Any]:
+    """Tickets the rules open from these scores, and how they meet the failures.
+
+    Args:
+        index: per scored window ``equipment_id`` and ``step_end`` (the prediction time).
+        probabilities: the calibrated probability of each window.
+        events: ``equipment_id``, ``ts``, ``kind`` (failures are the ground truth).
+        rules: :class:`alerting.rules.Rules`.
+        max_lead_ms: how long before a failure a ticket still counts as its warning.
+        step_ms: the step, to give lead times in steps.
+
+    Returns:
+        ``tickets`` (judged), ``false_alarms``, ``ticket_precision``, ``failures``,
+        ``caught``, ``ticket_recall``, ``ticket_f1``, ``ticket_lead_median`` (steps),
+        ``unjudged`` and ``max_lead_steps``.
+    """
+    from alerting.offline import replay_tickets
+    from plantwatch.groundtruth import Failure, Opened, compare
+
+    order = np.lexsort((index["step_end"].to_numpy(), index["equipment_id"].to_numpy()))
+    ids = index["equipment_id"].to_numpy()[order]
+    ends = index["step_end"].to_numpy(np.int64)[order]
+    p = np.asarray(probabilities, dtype=np.float64)[order]
+    cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    series = [
+        (str(i[0]), t.tolist(), q.tolist())
+        for i, t, q in zip(
+            np.split(ids, cuts), np.split(ends, cuts), np.split(p, cuts), strict=True
+        )
+        if len(i)
+    ]
+    opened = replay_tickets(series, rules)
+    last = {eid: times[-1] for eid, times, _ in series}
+    judged = [Opened(e, t) for e, t in opened if t <= last[e] - max_lead_ms]
+    fails = events[events["kind"] == "failure"]
+    failures = [
+        Failure(str(e), int(t)) for e, t in zip(fails["equipment_id"], fails["ts"], strict=True)
+    ]
+    c = compare(failures, judged, max_lead_ms)
+    p_, r_ = c.precision, c.recall
+    lead = c.median_lead_ms
+    return {
+        "tickets": c.tickets,
+        "false_alarms": c.false_alarms,
+        "ticket_precision": p_,
+        "failures": c.failures,
+        "caught": c.caught,
+        "ticket_recall": r_,
+        "ticket_f1": 2 * p_ * r_ / (p_ + r_) if p_ + r_ > 0 else 0.0,
+        "ticket_lead_median": None if lead is None else lead / step_ms,
+        "unjudged": len(opened) - len(judged),
+        "max_lead_steps": max_lead_ms / step_ms,
+    }

@@ -1,0 +1,58 @@
+"""Tickets of a scored history against the failures (models.tickets), on hand-made scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alerting.rules import Rules
+from models.tickets import ticket_metrics
+
+MIN = 60_000
+
+
+def scored(machines: dict[str, list[float]]) -> tuple[pd.DataFrame, np.ndarray]:
+    """One window per minute per machine, rows shuffled (the order must not matter)."""
+    rows = [(eid, (i + 1) * MIN, p) for eid, probs in machines.items() for i, p in enumerate(probs)]
+    frame = pd.DataFrame(rows, columns=["equipment_id", "step_end", "p"])
+    frame = frame.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    return frame[["equipment_id", "step_end"]], frame["p"].to_numpy()
+
+
+def test_caught_false_and_unjudged() -> None:
+    hi, lo = [0.95] * 3, [0.1] * 3
+    index, p = scored(
+        {
+            # ticket at minute 3 (3 steps >= 0.8), failure at minute 5: caught, lead 2
+            "a": hi + lo * 4,
+            # ticket at minute 3, no failure: false
+            "b": hi + lo * 4,
+            # never alerted, failure at minute 10: missed
+            "c": lo * 5,
+            # ticket at minute 7, its last: within max lead (5 min) of the end: unjudged
+            "d": lo * 4 + hi,
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "equipment_id": ["a", "c", "a"],
+            "ts": [5 * MIN, 10 * MIN, 14 * MIN],
+            "kind": ["failure", "failure", "repair"],
+        }
+    )
+    m = ticket_metrics(index, p, events, Rules(pending_steps=3), 5 * MIN, MIN)
+    assert (m["tickets"], m["false_alarms"], m["unjudged"]) == (2, 1, 1)
+    assert (m["failures"], m["caught"]) == (2, 1)
+    assert m["ticket_precision"] == pytest.approx(0.5)
+    assert m["ticket_recall"] == pytest.approx(0.5)
+    assert m["ticket_f1"] == pytest.approx(0.5)
+    assert m["ticket_lead_median"] == pytest.approx(2.0)
+    assert m["max_lead_steps"] == pytest.approx(5.0)
+
+
+def test_no_tickets_no_division_by_zero() -> None:
+    index, p = scored({"a": [0.1] * 20})
+    events = pd.DataFrame({"equipment_id": ["a"], "ts": [10 * MIN], "kind": ["failure"]})
+    m = ticket_metrics(index, p, events, Rules(), 5 * MIN, MIN)
+    assert (m["tickets"], m["caught"], m["ticket_f1"], m["ticket_lead_median"]) == (0, 0, 0.0, None)
