@@ -2,8 +2,8 @@
 
 1. Model throughput: windows scored per second by one model call of each batch size
    (``--batches``), for the plant feature rules (144 features per step) and the default
-   network (GRU(32), L = 50; ``--architectures gru,gru-stats`` compares networks side
-   by side), median/min/max of ``--runs`` runs of ~1 s each.
+   network (``gru-stats``, L = 50; ``--architectures gru,gru-stats`` compares networks
+   side by side), median/min/max of ``--runs`` runs of ~1 s each.
 2. Delay at a fixed offered load, against the real broker: ``--machines`` machines at one
    feature step per second each for ``--seconds`` seconds into a fresh features topic;
    `plantwatch score` (a subprocess, default settings: max batch 1024, max wait 200 ms)
