@@ -14,7 +14,7 @@ from features.config import WindowConfig
 from models.artifact import ModelMeta, load_artifact, save_artifact
 from models.data import History, drop_readings, fingerprint, load_source
 from models.ensemble import prepare_folds, train_ensemble
-from models.errors import FeedbackError
+from models.errors import DataError, FeedbackError
 from models.evaluation import binary_metrics, choose_threshold, fit_calibration, lead_times, sigmoid
 from models.feedback import feedback_labels, load_feedback
 from models.network import (
@@ -212,6 +212,11 @@ def evaluate_artifact(
     follows within ``max_lead_steps``, default 2 H). ``lost_readings`` scores the data as
     a stream that lost that fraction of its readings (seeded by ``seed``).
     """
+    if data.startswith("cmapss:") and lost_readings > 0:
+        raise DataError(
+            f"lost readings {lost_readings} apply to history: data only; the C-MAPSS test "
+            "protocol scores the published test files as they are"
+        )
     artifact = load_artifact(model_dir, window)
     meta, spec = artifact.meta, artifact.spec
     history = drop_readings(

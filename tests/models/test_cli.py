@@ -161,6 +161,12 @@ def test_evaluate_lost_readings_max_lead_and_alert_rules_from_settings(
     result, _ = evaluate("--lost-readings", "1.5")
     assert result.exit_code == 2
     assert "--lost-readings" in result.output
+    result = CliRunner().invoke(
+        cli,
+        ["evaluate", "--model", str(trained), "--data", "cmapss:x", "--lost-readings", "0.1"],
+    )
+    assert result.exit_code == 2
+    assert "apply to history: data only" in result.output
 
 
 def test_evaluate_refuses_other_features_config(
