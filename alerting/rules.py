@@ -59,8 +59,8 @@ class Rules:
 
     warning: float = 0.5
     warning_reset: float = 0.4
-    critical: float = 0.8
-    critical_reset: float = 0.7
+    critical: float = 0.6
+    critical_reset: float = 0.5
     pending_steps: int = 3
     pending_ms: int = 0
     repeat_ms: int = 3_600_000

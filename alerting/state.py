@@ -100,7 +100,7 @@ def target_level(probability: float, current: str, rules: Rules) -> str:
     """The level that ``probability`` calls for, with hysteresis around ``current``.
 
     >>> r = Rules()
-    >>> target_level(0.75, "OK", r), target_level(0.75, "CRITICAL", r)
+    >>> target_level(0.55, "OK", r), target_level(0.55, "CRITICAL", r)
     ('WARNING', 'CRITICAL')
     >>> target_level(0.45, "WARNING", r), target_level(0.45, "OK", r)
     ('WARNING', 'OK')

@@ -253,9 +253,13 @@ class Settings(BaseSettings):
     alert_warning_reset: float = Field(
         0.4, description="Probability below which WARNING returns to OK (hysteresis)."
     )
-    alert_critical: float = Field(0.8, description="Probability that raises CRITICAL.")
+    alert_critical: float = Field(
+        0.6,
+        description="Probability that raises CRITICAL (chosen on the tickets of simulated "
+        "fleets, docs/alerting.md).",
+    )
     alert_critical_reset: float = Field(
-        0.7, description="Probability below which CRITICAL steps down to WARNING."
+        0.5, description="Probability below which CRITICAL steps down to WARNING."
     )
     alert_pending_steps: int = Field(
         3, description="Consecutive predictions above a threshold before an alert fires (0: off)."

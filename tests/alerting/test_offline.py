@@ -23,7 +23,7 @@ def test_pending_steps_hold_a_lone_spike_back() -> None:
 
 
 def test_one_ticket_per_incident_and_a_new_one_after_ok() -> None:
-    rules = Rules(pending_steps=1, repeat_ms=2 * MIN)
+    rules = Rules(pending_steps=1, repeat_ms=2 * MIN, critical=0.8, critical_reset=0.7)
     # WARNING then CRITICAL is one incident: the ticket opens at CRITICAL; reminders
     # (repeat) while it stays raised open nothing more; below the reset it ends
     probs = [0.6, 0.9, 0.9, 0.9, 0.9, 0.75, 0.3, 0.9]
