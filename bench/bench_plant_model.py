@@ -1,4 +1,4 @@
-"""Which model for plant data: architectures compared on simulated fleets, by validation.
+"""Which model for plant data: variants compared on simulated fleets, by windows and tickets.
 
 The C-MAPSS choice (``bench_cmapss.py``) was made on 100 turbofan engines; this benchmark
 asks the same question for the plant the simulator models (pumps, compressors, fans; one
@@ -6,7 +6,7 @@ reading per minute = one feature step, the ``plant`` feature preset, a mean life
 steps between repairs, 30 steps of repair), through exactly what the CLI runs:
 ``models.workflow.train_artifact`` (machine split, training, calibration and threshold on
 the validation machines) and ``evaluate_artifact`` on a *second fleet* simulated with
-another seed (never seen in training; its figures are reported, not used to choose).
+another seed (never seen in training).
 
 Windows are not what users get: the alerting service opens tickets from each machine's
 stream of scores, and a stream loses readings (malformed or too-late messages are
@@ -45,12 +45,14 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from _common import machine, run_header, summarize, write_result
 
+from alerting.rules import Rules
 from models.artifact import load_artifact
 from models.data import History, load_history_files
 from models.pipeline import labelled_windows
@@ -244,6 +246,7 @@ def main() -> None:
         print(f"{name:<26}{runs[name][0]['params']:>8}{cells}")
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     config["work"] = None
+    config["alert_rules"] = asdict(Rules())  # what the tickets were replayed with
     write_result(
         args.out,
         {
