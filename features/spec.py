@@ -258,7 +258,8 @@ def sequences(
     starts = np.maximum.accumulate(np.where(new, np.arange(len(Z)), 0))
     rows = np.arange(len(Z))[:, None] - (length - 1) + np.arange(length)[None, :]
     mask = rows >= starts[:, None]
-    S = Z[np.clip(rows, 0, None)] * mask[..., None]
-    real = mask.sum(axis=1)
-    keep = real >= min_steps
-    return S[keep], mask[keep], index[keep].reset_index(drop=True)
+    keep = mask.sum(axis=1) >= min_steps
+    rows, mask = rows[keep], mask[keep]
+    S = Z[np.clip(rows, 0, None)]  # one (N, L, F) array in Z's dtype, masked in place
+    S *= mask[..., None]
+    return S, mask, index[keep].reset_index(drop=True)

@@ -120,7 +120,10 @@ def make_windows(
     Z = normalize(spec, steps.X)
     if age_scale is not None:
         Z = np.concatenate([Z, (step_age(steps.index) / age_scale)[:, None]], axis=1)
-    S, mask, index = sequences(Z, steps.index, spec.sequence_length, min_steps=min_steps)
+    # float32 before windowing: the (N, L, F) array is built once, at half the size
+    S, mask, index = sequences(
+        Z.astype(np.float32), steps.index, spec.sequence_length, min_steps=min_steps
+    )
     if events is None:
         y = np.full(len(index), np.nan, dtype=np.float32)
         keep = np.ones(len(index), dtype=bool)
@@ -134,5 +137,5 @@ def make_windows(
             [window_labels(index, events, h * step_ms, censor=False)[0] for h in aux_horizons],
             axis=1,
         )
-    windows = Windows(S.astype(np.float32), mask, y, index, aux)
-    return windows.select(keep)
+    windows = Windows(S.astype(np.float32, copy=False), mask, y, index, aux)
+    return windows if keep.all() else windows.select(keep)

@@ -17,6 +17,7 @@ from models.ensemble import prepare_folds, train_ensemble
 from models.errors import DataError, FeedbackError
 from models.evaluation import binary_metrics, choose_threshold, fit_calibration, lead_times, sigmoid
 from models.feedback import feedback_labels, load_feedback
+from models.labels import window_labels
 from models.network import (
     DEFAULT_ARCHITECTURE,
     DEFAULT_AUX,
@@ -233,22 +234,29 @@ def evaluate_artifact(
             for e, t in fail_ts.items()
             if e in set(windows.index["equipment_id"][windows.y == 1])
         }
+        y, index = windows.y, every.index
+        p, p_every = artifact.predict_proba(windows), artifact.predict_proba(every)
     else:
-        steps = step_features(history.telemetry, spec.window)
-        windows = make_windows(
-            steps, spec, history.events, meta.horizon_steps, meta.min_steps,
-            age_scale=meta.age_scale,
-        )  # fmt: skip
-        fail_ts = failure_times(history.events[history.events["kind"] == "failure"])
-        every = windows
+        # every window once (as the scorer emits them): its scores make the tickets, and
+        # the labelled ones (make_windows with events keeps exactly these) the metrics
         stream = make_windows(
-            steps, spec, None, meta.horizon_steps, meta.min_steps, age_scale=meta.age_scale
+            step_features(history.telemetry, spec.window), spec, None, meta.horizon_steps,
+            meta.min_steps, age_scale=meta.age_scale,
+        )  # fmt: skip
+        p_stream = artifact.predict_proba(stream)
+        labels, keep = window_labels(
+            stream.index, history.events, meta.horizon_steps * spec.window.step_ms
         )
-        tickets = _tickets(artifact, stream, history, rules, max_lead_steps, spec.window.step_ms)
-    p = artifact.predict_proba(windows)
-    p_every = artifact.predict_proba(every) if every is not windows else p
-    metrics = binary_metrics(windows.y, p, meta.threshold) | lead_times(
-        every.index, p_every, meta.threshold, fail_ts, spec.window.step_ms
+        fail_ts = failure_times(history.events[history.events["kind"] == "failure"])
+        y, p = labels[keep], p_stream[keep]
+        index, p_every = stream.index[keep].reset_index(drop=True), p
+        tickets = _tickets(
+            artifact.meta.horizon_steps, stream.index, p_stream, history, rules,
+            max_lead_steps, spec.window.step_ms,
+        )  # fmt: skip
+        del stream
+    metrics = binary_metrics(y, p, meta.threshold) | lead_times(
+        index, p_every, meta.threshold, fail_ts, spec.window.step_ms
     )
     metrics["lost_readings"] = lost_readings
     if tickets is not None:
@@ -259,11 +267,11 @@ def evaluate_artifact(
 
         plots.mkdir(parents=True, exist_ok=True)
         _training_plot(meta.metrics.get("training", {}).get("history", []), plots)
-        if len(np.unique(windows.y)) == 2:
-            plot.pr_curve(windows.y, p, meta.threshold, plots / "pr_curve.png")
-        plot.calibration_curve(windows.y, p, plots / "calibration.png")
+        if len(np.unique(y)) == 2:
+            plot.pr_curve(y, p, meta.threshold, plots / "pr_curve.png")
+        plot.calibration_curve(y, p, plots / "calibration.png")
         plot.risk_over_time(
-            every.index,
+            index,
             p_every,
             meta.threshold,
             fail_ts,
@@ -274,8 +282,9 @@ def evaluate_artifact(
 
 
 def _tickets(
-    artifact: Any,
-    stream: Windows,
+    horizon_steps: int,
+    index: Any,
+    probabilities: np.ndarray,
     history: History,
     rules: Any,
     max_lead_steps: int | None,
@@ -284,12 +293,11 @@ def _tickets(
     from alerting.rules import Rules
     from models.tickets import ticket_metrics
 
-    lead = 2 * artifact.meta.horizon_steps if max_lead_steps is None else max_lead_steps
+    lead = 2 * horizon_steps if max_lead_steps is None else max_lead_steps
     if lead < 1:
         raise ValueError(f"max_lead_steps must be >= 1. Received: max_lead_steps={lead}")
-    p = artifact.predict_proba(stream)
     return ticket_metrics(
-        stream.index, p, history.events, rules or Rules(), lead * step_ms, step_ms
+        index, probabilities, history.events, rules or Rules(), lead * step_ms, step_ms
     )
 
 

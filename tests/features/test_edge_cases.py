@@ -169,6 +169,17 @@ def test_sequences_pad_short_histories_and_never_cross_machines() -> None:
     assert mask.tolist()[3] == [False, False, True]
     S, _, seq_index = sequences(Z, index, length=3, min_steps=3)
     assert seq_index["equipment_id"].tolist() == ["a"]
+    assert S[:, :, 0].tolist() == [[0, 1, 2]]
+
+
+def test_sequences_keep_the_dtype_of_z() -> None:
+    """make_windows passes float32: the (N, L, F) array is built once, at half the size."""
+    index = pd.DataFrame({"equipment_id": ["a"] * 5, "segment": 0, "step_start": range(5)})
+    Z = np.linspace(-1.0, 1.0, 10).reshape(5, 2)
+    S64, _, _ = sequences(Z, index, length=4)
+    S32, _, _ = sequences(Z.astype(np.float32), index, length=4)
+    assert (S64.dtype, S32.dtype) == (np.float64, np.float32)
+    assert np.array_equal(S64.astype(np.float32), S32)
 
 
 @pytest.mark.parametrize(
