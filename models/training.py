@@ -175,10 +175,17 @@ def predict_logits(model: Model, windows: Windows, batch_size: int = 2048) -> ND
     """Logits of the windows, (N,)."""
     if len(windows) == 0:
         return np.zeros(0, dtype=np.float32)
-    out = model.predict(windows.inputs(), batch_size=batch_size, verbose=0)
-    if isinstance(out, dict):
-        out = out["logit"]
-    return np.asarray(out, dtype=np.float32).reshape(-1)
+    # in chunks of whole batches (same batches, same numbers): Keras copies its input into
+    # tensors, so one call over a long history would hold a second (N, L, F) array
+    chunk = 8 * batch_size
+    parts = []
+    for start in range(0, len(windows), chunk):
+        part = {k: v[start : start + chunk] for k, v in windows.inputs().items()}  # views
+        out = model.predict(part, batch_size=batch_size, verbose=0)
+        if isinstance(out, dict):
+            out = out["logit"]
+        parts.append(np.asarray(out, dtype=np.float32).reshape(-1))
+    return np.concatenate(parts)
 
 
 def _make_callback(model: Model, val: Windows, patience: int, result: TrainResult) -> Any:
