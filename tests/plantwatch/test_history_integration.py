@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -185,3 +186,35 @@ def test_dashboard_queries_run_on_the_real_server(machine: str) -> None:
             body = "\n".join(line for line in flux.splitlines() if not line.startswith("import "))
             tables = client.query_api().query(f"{imports}\n{prelude}{body}")
             assert any(t.records for t in tables), query
+
+
+def test_group_lag_does_not_count_transaction_markers(
+    live_services: Settings, unique: str, make_topic: Any
+) -> None:
+    """Each transaction ends with a marker that takes an offset; a caught-up stage is at 0."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    from plantwatch.connections import kafka_config
+    from plantwatch.fleet import group_lags
+
+    topic = make_topic(f"txn-{unique}")
+    producer = KafkaProducer(
+        **kafka_config(live_services), transactional_id=f"t-{unique}", enable_idempotence=True
+    )
+    producer.init_transactions()
+    for i in range(3):  # records at offsets 0, 2, 4; markers at 1, 3, 5
+        producer.begin_transaction()
+        producer.send(topic, value=str(i).encode(), partition=0)
+        producer.commit_transaction()
+    producer.close()
+    tp = TopicPartition(topic, 0)
+    lags = {}
+    for name, offset in (("caught-up", 5), ("two-left", 1)):
+        group = f"{name}-{unique}"
+        consumer = KafkaConsumer(**kafka_config(live_services, group_id=group))
+        consumer.commit({tp: OffsetAndMetadata(offset, "", -1)})
+        consumer.close()
+        (lag,) = group_lags(live_services, [("other", group)])
+        lags[name] = (lag.lag, lag.topics)
+    assert lags == {"caught-up": (0, {topic: 0}), "two-left": (2, {topic: 2})}
