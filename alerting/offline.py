@@ -2,7 +2,7 @@
 
 The alerting service feeds each machine's predictions, in time order, through
 :func:`alerting.state.step` and opens one ticket per incident at the first unsilenced
-event that reaches the ticket level (:data:`alerting.state.TICKET_KINDS`). This module
+event that reaches the ticket level (:func:`alerting.state.opens_ticket`). This module
 does the same over a scored history (no Kafka, no store, no silences), so that a model
 can be judged by the tickets it would open, not only by its windows
 (``plantwatch evaluate``, ``bench/bench_plant_model.py``).
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from alerting.rules import RANK, Rules
-from alerting.state import TICKET_KINDS, MachineState, step
+from alerting.rules import Rules
+from alerting.state import MachineState, opens_ticket, step
 
 
 def replay_tickets(
@@ -35,7 +35,6 @@ def replay_tickets(
     Raises:
         ValueError: times of a machine not ascending, or lengths that differ.
     """
-    ticket_rank = RANK[rules.ticket_level]
     opened: list[tuple[str, int]] = []
     for equipment_id, times, probabilities in machines:
         if len(times) != len(probabilities):
@@ -50,11 +49,7 @@ def replay_tickets(
                 raise ValueError(f"{equipment_id}: times not ascending ({previous} then {t})")
             previous = int(t)
             for event in step(state, int(t), float(p), rules):
-                if (
-                    event.kind in TICKET_KINDS
-                    and RANK.get(event.to_level, 0) >= ticket_rank
-                    and event.incident_key not in ticketed
-                ):
+                if opens_ticket(event, rules) and event.incident_key not in ticketed:
                     ticketed.add(event.incident_key)
                     opened.append((equipment_id, event.time_ms))
     return opened

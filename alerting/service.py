@@ -34,8 +34,8 @@ from alerting import store
 from alerting.errors import DeadLetterError, TransientWriteError
 from alerting.influx import InfluxWriter, alert_line, risk_line
 from alerting.metrics import AlertMetrics
-from alerting.rules import RANK, Rules, Silences
-from alerting.state import TICKET_KINDS, AlertEvent, MachineState, check_deadman, step
+from alerting.rules import Rules, Silences
+from alerting.state import AlertEvent, MachineState, check_deadman, opens_ticket, step
 from alerting.tickets import new_ticket
 from ingest.dlq import DeadLetter, dead_letter
 from models.predictions import Prediction, decode_prediction
@@ -202,18 +202,12 @@ class AlertingService:
         p: Prediction | None,
         now_ms: int,
     ) -> None:
-        ticket_rank = RANK[self.rules.ticket_level]
         for e in events:
             b.lines.append(alert_line(e))
             b.kinds[e.kind] += 1
             if e.kind == "transition" and e.to_level == "OK":
                 b.ended.append((e.incident_key, e.time_ms))
-            if (
-                p is not None
-                and e.kind in TICKET_KINDS
-                and not e.silenced
-                and RANK.get(e.to_level, 0) >= ticket_rank
-            ):
+            if p is not None and opens_ticket(e, self.rules):
                 b.tickets.append(
                     new_ticket(
                         st, e.to_level, e.time_ms, p.model_version, self.config.bucket, now_ms

@@ -96,6 +96,19 @@ class MachineState:
         return num / den * 3_600_000 if den else 0.0
 
 
+def opens_ticket(event: AlertEvent, rules: Rules) -> bool:
+    """Whether ``event`` opens its incident's ticket (if the incident has none yet).
+
+    An unsilenced transition, reminder or end of silence at or above the ticket level;
+    the alerting service and :func:`alerting.offline.replay_tickets` both ask this.
+    """
+    return (
+        event.kind in TICKET_KINDS
+        and not event.silenced
+        and RANK.get(event.to_level, 0) >= RANK[rules.ticket_level]
+    )
+
+
 def target_level(probability: float, current: str, rules: Rules) -> str:
     """The level that ``probability`` calls for, with hysteresis around ``current``.
 

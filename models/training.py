@@ -178,9 +178,9 @@ def predict_logits(model: Model, windows: Windows, batch_size: int = 2048) -> ND
     # in chunks of whole batches (same batches, same numbers): Keras copies its input into
     # tensors, so one call over a long history would hold a second (N, L, F) array
     chunk = 8 * batch_size
-    parts = []
+    inputs, parts = windows.inputs(), []
     for start in range(0, len(windows), chunk):
-        part = {k: v[start : start + chunk] for k, v in windows.inputs().items()}  # views
+        part = {k: v[start : start + chunk] for k, v in inputs.items()}  # views
         out = model.predict(part, batch_size=batch_size, verbose=0)
         if isinstance(out, dict):
             out = out["logit"]

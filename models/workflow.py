@@ -251,7 +251,7 @@ def evaluate_artifact(
         y, p = labels[keep], p_stream[keep]
         index, p_every = stream.index[keep].reset_index(drop=True), p
         tickets = _tickets(
-            artifact.meta.horizon_steps, stream.index, p_stream, history, rules,
+            meta.horizon_steps, stream.index, p_stream, history.events, rules,
             max_lead_steps, spec.window.step_ms,
         )  # fmt: skip
         del stream
@@ -285,7 +285,7 @@ def _tickets(
     horizon_steps: int,
     index: Any,
     probabilities: np.ndarray,
-    history: History,
+    events: Any,
     rules: Any,
     max_lead_steps: int | None,
     step_ms: int,
@@ -296,9 +296,7 @@ def _tickets(
     lead = 2 * horizon_steps if max_lead_steps is None else max_lead_steps
     if lead < 1:
         raise ValueError(f"max_lead_steps must be >= 1. Received: max_lead_steps={lead}")
-    return ticket_metrics(
-        index, probabilities, history.events, rules or Rules(), lead * step_ms, step_ms
-    )
+    return ticket_metrics(index, probabilities, events, rules or Rules(), lead * step_ms, step_ms)
 
 
 def fine_tune_artifact(

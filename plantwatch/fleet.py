@@ -198,47 +198,34 @@ MARKER_CHECK = 8
 
 
 def _records_between(
-    settings: Settings, starts: dict[Any, int], ends: dict[Any, int], budget_s: float = 1.5
+    reader: Any, starts: dict[Any, int], ends: dict[Any, int], budget_s: float = 1.5
 ) -> dict[Any, int]:
     """Records (not transaction markers) between ``starts`` and ``ends``, per partition.
 
     A transactional producer (ingest, scorer) ends every transaction with a control
     record that takes an offset but is no record: a stage that has read and committed
     everything is still "behind" by one offset per transaction after its last commit.
-    A read_committed consumer skips markers, so reading the few offsets in between tells.
-    Partitions not read to their end within ``budget_s`` (an open transaction) are left
-    out: the caller keeps the offset difference for them.
+    ``reader``, a read_committed consumer, skips markers, so reading the few offsets in
+    between tells. Partitions not read to their end within ``budget_s`` (an open
+    transaction) are left out: the caller keeps the offset difference for them.
     """
     if not starts:
         return {}
     import time
 
-    from kafka import KafkaConsumer
-
-    from plantwatch.connections import kafka_config
-
-    consumer = KafkaConsumer(
-        **kafka_config(settings, request_timeout_ms=10_000),
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        fetch_max_wait_ms=50,
-    )
-    try:
-        consumer.assign(list(starts))
-        for tp, offset in starts.items():
-            consumer.seek(tp, offset)
-        counts = dict.fromkeys(starts, 0)
-        done: dict[Any, int] = {}
-        deadline = time.monotonic() + budget_s
-        while len(done) < len(starts) and time.monotonic() < deadline:
-            for tp, messages in consumer.poll(timeout_ms=100).items():
-                counts[tp] += sum(1 for m in messages if m.offset < ends[tp])
-            for tp in starts:
-                if tp not in done and consumer.position(tp) >= ends[tp]:
-                    done[tp] = counts[tp]
-        return done
-    finally:
-        consumer.close()
+    reader.assign(list(starts))
+    for tp, offset in starts.items():
+        reader.seek(tp, offset)
+    counts = dict.fromkeys(starts, 0)
+    done: dict[Any, int] = {}
+    deadline = time.monotonic() + budget_s
+    while len(done) < len(starts) and time.monotonic() < deadline:
+        for tp, messages in reader.poll(timeout_ms=100).items():
+            counts[tp] += sum(1 for m in messages if m.offset < ends[tp])
+        for tp in starts:
+            if tp not in done and reader.position(tp) >= ends[tp]:
+                done[tp] = counts[tp]
+    return done
 
 
 def group_lags(settings: Settings, groups: Sequence[tuple[str, str]]) -> list[GroupLag]:
@@ -259,6 +246,20 @@ def group_lags(settings: Settings, groups: Sequence[tuple[str, str]]) -> list[Gr
         consumer = KafkaConsumer(
             **kafka_config(settings, request_timeout_ms=10_000), enable_auto_commit=False
         )
+        readers: list[Any] = []  # the read_committed consumer, made once when needed
+
+        def reader() -> Any:
+            if not readers:
+                readers.append(
+                    KafkaConsumer(
+                        **kafka_config(settings, request_timeout_ms=10_000),
+                        enable_auto_commit=False,
+                        isolation_level="read_committed",
+                        fetch_max_wait_ms=50,
+                    )
+                )
+            return readers[0]
+
         try:
             ids = [g for _, g in groups]
             offsets = _with_coordinator(lambda: admin.list_group_offsets(ids))
@@ -278,7 +279,8 @@ def group_lags(settings: Settings, groups: Sequence[tuple[str, str]]) -> list[Gr
                 ends = consumer.end_offsets(list(committed))
                 behind = {tp: max(0, ends[tp] - done) for tp, done in committed.items()}
                 small = {tp: committed[tp] for tp, n in behind.items() if 0 < n <= MARKER_CHECK}
-                behind |= _records_between(settings, small, ends)
+                if small:
+                    behind |= _records_between(reader(), small, ends)
                 per_topic: dict[str, int] = {}
                 for tp, n in behind.items():
                     per_topic[tp.topic] = per_topic.get(tp.topic, 0) + n
@@ -288,5 +290,6 @@ def group_lags(settings: Settings, groups: Sequence[tuple[str, str]]) -> list[Gr
                 )
             return result
         finally:
-            consumer.close()
+            for c in (consumer, *readers):
+                c.close()
             admin.close()
