@@ -138,7 +138,7 @@ def select_inputs(history: Any, train: Any, min_rho: float, step_ms: int, age: b
     from scipy.stats import spearmanr
 
     _, remaining = cycles(history, train, step_ms)
-    last = train.x[:, -1, :]
+    last = train.steps[train.end]  # each window's last step
     keep = []
     for j in range(last.shape[1]):
         column = last[:, j]
@@ -149,7 +149,7 @@ def select_inputs(history: Any, train: Any, min_rho: float, step_ms: int, age: b
 
 
 def _columns(w: Any, keep: Any) -> Any:
-    return dataclasses.replace(w, x=np.ascontiguousarray(w.x[..., keep]))
+    return dataclasses.replace(w, steps=np.ascontiguousarray(w.steps[:, keep]))
 
 
 def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:

@@ -228,6 +228,53 @@ def normalize(spec: FeatureSpec, X: F64) -> F64:
     return np.where(np.isnan(Z), 0.0, Z)
 
 
+def sequence_bounds(
+    index: pd.DataFrame, length: int, min_steps: int = 1
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Where each sequence ending at a step lies in the step rows, without building it.
+
+    Args:
+        index: ``equipment_id``, ``segment`` per step row, grouped by machine and segment
+            and in time order within each (as the feature paths return them).
+        length: L.
+        min_steps: leave out sequences with fewer real steps than this.
+
+    Returns:
+        ``(end, first)`` of the sequences kept: the row of each one's last step and the
+        first row of its machine segment (rows before it are padding). Sequence ``i`` is
+        ``gather(Z, end[i:i+1], first[i:i+1], length)``; its index row is ``index.iloc[end[i]]``.
+
+    >>> idx = pd.DataFrame({"equipment_id": ["a", "a", "b"], "segment": 0})
+    >>> [r.tolist() for r in sequence_bounds(idx, length=2)]
+    [[0, 1, 2], [0, 0, 2]]
+    """
+    n = len(index)
+    if n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    group = (index["equipment_id"].astype(str) + "\x00" + index["segment"].astype(str)).to_numpy()
+    new = np.r_[True, group[1:] != group[:-1]]
+    rows = np.arange(n, dtype=np.int64)
+    first = np.maximum.accumulate(np.where(new, rows, 0))
+    keep = np.minimum(rows - first + 1, length) >= min_steps
+    return rows[keep], first[keep]
+
+
+def gather(
+    Z: NDArray[Any], end: NDArray[np.int64], first: NDArray[np.int64], length: int
+) -> tuple[NDArray[Any], NDArray[np.bool_]]:
+    """The sequences ``(end, first)`` of :func:`sequence_bounds` as arrays.
+
+    Returns:
+        ``(S, mask)``: S is (N, L, F) in Z's dtype with zero padding at the front of
+        short histories, mask is (N, L) True for real steps.
+    """
+    rows = end[:, None] - (length - 1) + np.arange(length)[None, :]
+    mask = rows >= first[:, None]
+    S = Z[np.clip(rows, 0, None)]  # one (N, L, F) array, masked in place
+    S *= mask[..., None]
+    return S, mask
+
+
 def sequences(
     Z: F64, index: pd.DataFrame, length: int, min_steps: int = 1
 ) -> tuple[F64, NDArray[np.bool_], pd.DataFrame]:
@@ -253,13 +300,6 @@ def sequences(
             np.empty((0, length), bool),
             index,
         )
-    group = (index["equipment_id"].astype(str) + "\x00" + index["segment"].astype(str)).to_numpy()
-    new = np.r_[True, group[1:] != group[:-1]]
-    starts = np.maximum.accumulate(np.where(new, np.arange(len(Z)), 0))
-    rows = np.arange(len(Z))[:, None] - (length - 1) + np.arange(length)[None, :]
-    mask = rows >= starts[:, None]
-    keep = mask.sum(axis=1) >= min_steps
-    rows, mask = rows[keep], mask[keep]
-    S = Z[np.clip(rows, 0, None)]  # one (N, L, F) array in Z's dtype, masked in place
-    S *= mask[..., None]
-    return S, mask, index[keep].reset_index(drop=True)
+    end, first = sequence_bounds(index, length, min_steps)
+    S, mask = gather(Z, end, first, length)
+    return S, mask, index.iloc[end].reset_index(drop=True)

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 from numpy.typing import NDArray
 
 from features.config import WindowConfig
@@ -162,10 +161,5 @@ def train_ensemble(
         members.append(member)
         oof_logits.append(predict_logits(member, val_w))
         oof_parts.append(val_w)
-    oof = Windows(
-        np.concatenate([w.x for w in oof_parts]),
-        np.concatenate([w.mask for w in oof_parts]),
-        np.concatenate([w.y for w in oof_parts]),
-        pd.concat([w.index for w in oof_parts], ignore_index=True),
-    )
+    oof = Windows.concat(oof_parts)
     return Ensemble(average_model(members), np.concatenate(oof_logits), oof, results)

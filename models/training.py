@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -175,17 +175,55 @@ def predict_logits(model: Model, windows: Windows, batch_size: int = 2048) -> ND
     """Logits of the windows, (N,)."""
     if len(windows) == 0:
         return np.zeros(0, dtype=np.float32)
-    # in chunks of whole batches (same batches, same numbers): Keras copies its input into
-    # tensors, so one call over a long history would hold a second (N, L, F) array
+    # in chunks of whole batches (same batches, same numbers): each chunk's (n, L, F)
+    # input is gathered from the step features, used and dropped
     chunk = 8 * batch_size
-    inputs, parts = windows.inputs(), []
+    parts = []
     for start in range(0, len(windows), chunk):
-        part = {k: v[start : start + chunk] for k, v in inputs.items()}  # views
-        out = model.predict(part, batch_size=batch_size, verbose=0)
+        out = model.predict(
+            windows.inputs(slice(start, start + chunk)), batch_size=batch_size, verbose=0
+        )
         if isinstance(out, dict):
             out = out["logit"]
         parts.append(np.asarray(out, dtype=np.float32).reshape(-1))
     return np.concatenate(parts)
+
+
+def _batches(
+    windows: Windows, weights: dict[int, float], batch_size: int, seed: int, aux: bool
+) -> Any:
+    """The training windows as shuffled batches ``(inputs, targets, sample weights)``.
+
+    Each batch's (B, L, F) input is gathered from the step features when Keras asks for
+    it, so training holds the steps, not every window (a Keras ``PyDataset``, which any
+    backend reads). The order is a seeded permutation, drawn anew after every epoch.
+    """
+    keras = backend.keras()
+    base: Any = keras.utils.PyDataset
+    y = windows.y
+    sample_weight = np.where(y > 0.5, weights[1], weights[0]).astype(np.float32)
+
+    class _Batches(base):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(windows))
+
+        def __len__(self) -> int:
+            return -(-len(windows) // batch_size)
+
+        def __getitem__(self, i: int) -> tuple[Any, Any, Any]:
+            # sorted within the batch: the same batch, gathered from nearby rows
+            rows = np.sort(self.order[i * batch_size : (i + 1) * batch_size])
+            targets: Any = y[rows]
+            if aux:
+                targets = {"logit": targets, "aux": cast(Any, windows.aux)[rows]}
+            return windows.inputs(rows), targets, sample_weight[rows]
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(windows))
+
+    return _Batches()
 
 
 def _make_callback(model: Model, val: Windows, patience: int, result: TrainResult) -> Any:
@@ -263,22 +301,17 @@ def train(
     steps = -(-len(train_windows) // config.batch_size) * config.epochs
     compile_model(model, make_optimizer(config, learning_rate, steps), dev)
     weights = class_weights(train_windows.y) if config.class_weight else {0: 1.0, 1: 1.0}
-    sample_weight = np.where(train_windows.y > 0.5, weights[1], weights[0]).astype(np.float32)
-    targets: Any = train_windows.y
-    if isinstance(model.output, dict):
-        if train_windows.aux is None:
-            raise DataError("the model has auxiliary outputs but the windows have no aux labels")
-        targets = {"logit": train_windows.y, "aux": train_windows.aux}
+    if isinstance(model.output, dict) and train_windows.aux is None:
+        raise DataError("the model has auxiliary outputs but the windows have no aux labels")
+    batches = _batches(
+        train_windows, weights, config.batch_size, config.seed, isinstance(model.output, dict)
+    )
     start = time.perf_counter()
     model.fit(
-        train_windows.inputs(),
-        targets,
-        batch_size=config.batch_size,
+        batches,
         epochs=config.epochs,
-        sample_weight=sample_weight,
         callbacks=[_make_callback(model, val_windows, config.patience, result)],
         verbose=config.verbose,
-        shuffle=True,
     )
     result.seconds = time.perf_counter() - start
     log.info(

@@ -2,13 +2,15 @@
 
 The pipeline is the features package's: :func:`features.offline.step_features_frame`
 (complete histories), :func:`features.spec.fit_spec` on the training machines only,
-:func:`features.spec.normalize`, :func:`features.spec.sequences`; then
-:func:`models.labels.window_labels`.
+:func:`features.spec.normalize`, :func:`features.spec.sequence_bounds`; then
+:func:`models.labels.window_labels`. A :class:`Windows` keeps the normalized steps and
+where each window lies in them; the (N, L, F) inputs are gathered batch by batch
+(:func:`features.spec.gather`), so a fleet's history costs its steps, not L times them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +18,7 @@ from numpy.typing import NDArray
 
 from features.config import WindowConfig
 from features.offline import step_features_frame
-from features.spec import FeatureSpec, fit_spec, normalize, sequences
+from features.spec import FeatureSpec, fit_spec, gather, normalize, sequence_bounds
 from models.errors import DataError
 from models.labels import window_labels
 
@@ -25,37 +27,103 @@ F64 = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class Windows:
-    """Model inputs and labels.
+    """Model inputs and labels, gathered from the step features when needed.
+
+    A window is the ``length`` rows of ``steps`` ending at row ``end``; rows before
+    ``first`` (where its machine segment starts) are padding: zero and masked. Only the
+    step array is held, so memory grows with the steps (S x F), not with the windows
+    times L; :meth:`inputs` builds the (n, L, F) input of some windows, and training and
+    scoring go through long sets in batches.
 
     Attributes:
-        x: (N, L, F) float32 normalized features, zero where masked.
-        mask: (N, L) bool, True for real steps (short histories are padded in front).
+        steps: (S, F) float32 normalized step features, shared by selections.
+        end: (N,) row in ``steps`` of each window's last step.
+        first: (N,) first row of each window's machine segment.
+        length: L.
         y: (N,) float32 labels (NaN where unknown, e.g. scoring without events).
         index: per window its last step: ``equipment_id``, ``step_start``, ``step_end``.
         aux: (N, K) labels for K auxiliary horizons (training only), or None.
     """
 
-    x: NDArray[np.float32]
-    mask: NDArray[np.bool_]
+    steps: NDArray[np.float32]
+    end: NDArray[np.int64]
+    first: NDArray[np.int64]
+    length: int
     y: NDArray[np.float32]
     index: pd.DataFrame
     aux: NDArray[np.float32] | None = None
 
+    @classmethod
+    def from_arrays(
+        cls,
+        x: NDArray[np.float32],
+        mask: NDArray[np.bool_],
+        y: NDArray[np.float32],
+        index: pd.DataFrame,
+        aux: NDArray[np.float32] | None = None,
+    ) -> Windows:
+        """Windows from built (N, L, F) inputs whose masks pad in front only."""
+        n, length = mask.shape
+        real = mask.sum(axis=1)
+        if not np.array_equal(mask, np.arange(length)[None, :] >= (length - real)[:, None]):
+            raise ValueError("mask must be False only for leading (padding) steps")
+        end = np.arange(n, dtype=np.int64) * length + length - 1
+        steps = np.where(mask[..., None], x, 0.0).astype(np.float32).reshape(n * length, -1)
+        return cls(steps, end, end - real + 1, length, y, index, aux)
+
     def __len__(self) -> int:
         return len(self.y)
 
-    def inputs(self) -> dict[str, NDArray[np.float32] | NDArray[np.bool_]]:
-        """The model's input dict."""
-        return {"features": self.x, "mask": self.mask}
+    @property
+    def n_features(self) -> int:
+        """F: features per step."""
+        return int(self.steps.shape[1])
+
+    @property
+    def mask(self) -> NDArray[np.bool_]:
+        """(N, L) True for real steps (short histories are padded in front)."""
+        rows = self.end[:, None] - (self.length - 1) + np.arange(self.length)[None, :]
+        return np.asarray(rows >= self.first[:, None])
+
+    @property
+    def x(self) -> NDArray[np.float32]:
+        """(N, L, F) inputs of every window, built now: for small sets (tests, plots)."""
+        x, _ = gather(self.steps, self.end, self.first, self.length)
+        return x
+
+    def inputs(
+        self, rows: slice | NDArray[np.intp] | None = None
+    ) -> dict[str, NDArray[np.float32] | NDArray[np.bool_]]:
+        """The model's input dict of the windows ``rows`` (default all), built now."""
+        pick = slice(None) if rows is None else rows
+        x, mask = gather(self.steps, self.end[pick], self.first[pick], self.length)
+        return {"features": x, "mask": mask}
 
     def select(self, rows: NDArray[np.bool_] | NDArray[np.intp]) -> Windows:
-        """A subset of the windows."""
-        return Windows(
-            self.x[rows],
-            self.mask[rows],
-            self.y[rows],
-            self.index.iloc[rows].reset_index(drop=True),
-            None if self.aux is None else self.aux[rows],
+        """A subset of the windows (sharing the step array)."""
+        return replace(
+            self,
+            end=self.end[rows],
+            first=self.first[rows],
+            y=self.y[rows],
+            index=self.index.iloc[rows].reset_index(drop=True),
+            aux=None if self.aux is None else self.aux[rows],
+        )
+
+    @classmethod
+    def concat(cls, parts: list[Windows]) -> Windows:
+        """The windows of ``parts`` in order; they must share one step array."""
+        base = parts[0]
+        if any(p.steps is not base.steps or p.length != base.length for p in parts):
+            raise ValueError("Windows.concat: the parts must share one step array and L")
+        aux = [p.aux for p in parts]
+        return replace(
+            base,
+            end=np.concatenate([p.end for p in parts]),
+            first=np.concatenate([p.first for p in parts]),
+            y=np.concatenate([p.y for p in parts]),
+            index=pd.concat([p.index for p in parts], ignore_index=True),
+            aux=None if any(a is None for a in aux) else np.concatenate(aux),  # type: ignore[arg-type]
         )
 
     def machines(self) -> list[str]:
@@ -120,10 +188,8 @@ def make_windows(
     Z = normalize(spec, steps.X)
     if age_scale is not None:
         Z = np.concatenate([Z, (step_age(steps.index) / age_scale)[:, None]], axis=1)
-    # float32 before windowing: the (N, L, F) array is built once, at half the size
-    S, mask, index = sequences(
-        Z.astype(np.float32), steps.index, spec.sequence_length, min_steps=min_steps
-    )
+    end, first = sequence_bounds(steps.index, spec.sequence_length, min_steps=min_steps)
+    index = steps.index.iloc[end].reset_index(drop=True)
     if events is None:
         y = np.full(len(index), np.nan, dtype=np.float32)
         keep = np.ones(len(index), dtype=bool)
@@ -137,5 +203,7 @@ def make_windows(
             [window_labels(index, events, h * step_ms, censor=False)[0] for h in aux_horizons],
             axis=1,
         )
-    windows = Windows(S.astype(np.float32, copy=False), mask, y, index, aux)
+    # the step features only (float32); each window is gathered from them when used
+    steps32 = np.ascontiguousarray(Z, dtype=np.float32)
+    windows = Windows(steps32, end, first, spec.sequence_length, y, index, aux)
     return windows if keep.all() else windows.select(keep)

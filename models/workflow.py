@@ -327,7 +327,7 @@ def fine_tune_artifact(
         raise FeedbackError(
             f"{feedback_path}: no window of the data matches the feedback's machines and times"
         )
-    labelled = Windows(windows.x, windows.mask, y, windows.index).select(used)
+    labelled = replace(windows, y=y).select(used)
     config = TrainConfig(
         epochs=epochs,
         learning_rate=learning_rate,

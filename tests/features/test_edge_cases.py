@@ -173,7 +173,7 @@ def test_sequences_pad_short_histories_and_never_cross_machines() -> None:
 
 
 def test_sequences_keep_the_dtype_of_z() -> None:
-    """make_windows passes float32: the (N, L, F) array is built once, at half the size."""
+    """gather builds the (N, L, F) array in Z's dtype (Windows keep float32 steps)."""
     index = pd.DataFrame({"equipment_id": ["a"] * 5, "segment": 0, "step_start": range(5)})
     Z = np.linspace(-1.0, 1.0, 10).reshape(5, 2)
     S64, _, _ = sequences(Z, index, length=4)

@@ -28,7 +28,7 @@ def _windows(n: int = 16, seed: int = 0) -> Windows:
     index = pd.DataFrame(
         {"equipment_id": [f"m{i}" for i in range(n)], "step_start": 0, "step_end": 1000}
     )
-    return Windows(x, mask, y, index)
+    return Windows.from_arrays(x, mask, y, index)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,89 @@
+"""Windows hold the step features and gather each window's (L, F) input when it is used."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.spec import sequence_bounds, sequences
+from models.training import _batches
+from models.windows import Windows
+
+L = 4
+
+
+def _steps() -> tuple[np.ndarray, pd.DataFrame]:
+    """Two machines, the second with two segments (a repair), one history shorter than L."""
+    ids = ["a"] * 6 + ["b"] * 2 + ["b"] * 5
+    segments = [0] * 6 + [0] * 2 + [1] * 5
+    index = pd.DataFrame({"equipment_id": ids, "segment": segments, "step_start": range(len(ids))})
+    Z = np.random.default_rng(0).normal(size=(len(ids), 3)).astype(np.float32)
+    return Z, index
+
+
+def _windows(min_steps: int = 1) -> Windows:
+    Z, index = _steps()
+    end, first = sequence_bounds(index, L, min_steps)
+    y = (np.arange(len(end)) % 3 == 0).astype(np.float32)
+    aux = np.arange(len(end), dtype=np.float32)[:, None]  # each window's number
+    return Windows(Z, end, first, L, y, index.iloc[end].reset_index(drop=True), aux)
+
+
+@pytest.mark.parametrize("min_steps", [1, 2, 4])
+def test_gathered_inputs_equal_the_built_sequences(min_steps: int) -> None:
+    Z, index = _steps()
+    S, mask, seq_index = sequences(Z, index, L, min_steps)
+    w = _windows(min_steps)
+    assert len(w) == len(S)
+    np.testing.assert_array_equal(w.x, S)
+    np.testing.assert_array_equal(w.mask, mask)
+    np.testing.assert_array_equal(w.inputs(np.array([2, 0]))["features"], S[[2, 0]])
+    assert w.index["step_start"].tolist() == seq_index["step_start"].tolist()
+    assert not w.x[~w.mask].any()  # padding is zero and never crosses a segment
+
+
+def test_from_arrays_round_trip_and_refuses_holes_in_the_mask() -> None:
+    w = _windows()
+    again = Windows.from_arrays(w.x, w.mask, w.y, w.index)
+    np.testing.assert_array_equal(again.x, w.x)
+    np.testing.assert_array_equal(again.mask, w.mask)
+    holes = w.mask.copy()
+    holes[-1, 1] = False
+    with pytest.raises(ValueError, match="leading"):
+        Windows.from_arrays(w.x, holes, w.y, w.index)
+
+
+def test_select_and_concat_share_the_steps() -> None:
+    w = _windows()
+    a, b = w.select(np.array([5, 1])), w.select(np.arange(len(w)) > 7)
+    both = Windows.concat([a, b])
+    assert both.steps is w.steps
+    np.testing.assert_array_equal(both.x, np.concatenate([a.x, b.x]))
+    assert both.aux is not None
+    assert both.aux[:, 0].tolist() == [5, 1, *range(8, len(w))]
+    other = Windows.from_arrays(a.x, a.mask, a.y, a.index)
+    with pytest.raises(ValueError, match="share one step array"):
+        Windows.concat([a, other])
+
+
+def test_training_batches_cover_every_window_once_per_epoch_in_a_new_order() -> None:
+    w = _windows()
+    batches = _batches(w, {0: 1.0, 1: 3.0}, batch_size=4, seed=7, aux=True)
+    epochs = []
+    for _ in range(3):
+        seen = []
+        for i in range(len(batches)):
+            inputs, targets, weight = batches[i]
+            rows = targets["aux"][:, 0].astype(int)
+            np.testing.assert_array_equal(inputs["features"], w.x[rows])  # inputs, labels
+            np.testing.assert_array_equal(targets["logit"], w.y[rows])  # and weights agree
+            np.testing.assert_array_equal(weight, np.where(w.y[rows] > 0.5, 3.0, 1.0))
+            seen.extend(rows.tolist())
+        assert sorted(seen) == list(range(len(w)))
+        epochs.append(seen)
+        batches.on_epoch_end()
+    assert epochs[0] != epochs[1] != epochs[2]
+    again = _batches(w, {0: 1.0, 1: 3.0}, batch_size=4, seed=7, aux=True)
+    first = np.concatenate([again[i][1]["aux"][:, 0] for i in range(len(again))])
+    assert first.astype(int).tolist() == epochs[0]  # seeded
