@@ -171,9 +171,11 @@ def step_features_frame(
         seg_of = np.repeat(chunk, seg_len[chunk])
         offs = np.concatenate([np.arange(seg_len[s]) for s in chunk])
         rows.append((seg_of, offs))
+    del partials  # memory: the steps are held at most twice from here (X, X[final])
     if not blocks:
         return np.empty((0, len(names))), _index([], [], [], config)
     X = np.concatenate(blocks)
+    blocks.clear()
     seg_of = np.concatenate([r[0] for r in rows])
     offs = np.concatenate([r[1] for r in rows])
     step_start = (seg_start_step[seg_of] + offs) * config.step_ms

@@ -24,6 +24,8 @@ from models.labels import window_labels
 
 F64 = NDArray[np.float64]
 
+_NORMALIZE_ROWS = 65_536
+
 
 @dataclass(frozen=True)
 class Windows:
@@ -185,9 +187,15 @@ def make_windows(
     ``aux_horizons`` (steps), ``aux`` holds the labels for those horizons too (uncensored;
     the rows kept are those of the main horizon).
     """
-    Z = normalize(spec, steps.X)
+    # normalized chunk by chunk (row by row, the same numbers) into one float32 array: the
+    # history is held once more, at half its size, not as float64 temporaries
+    width = spec.n_features + (age_scale is not None)
+    Z = np.empty((len(steps.X), width), dtype=np.float32)
+    for start in range(0, len(Z), _NORMALIZE_ROWS):
+        rows = slice(start, start + _NORMALIZE_ROWS)
+        Z[rows, : spec.n_features] = normalize(spec, steps.X[rows])
     if age_scale is not None:
-        Z = np.concatenate([Z, (step_age(steps.index) / age_scale)[:, None]], axis=1)
+        Z[:, -1] = step_age(steps.index) / age_scale
     end, first = sequence_bounds(steps.index, spec.sequence_length, min_steps=min_steps)
     index = steps.index.iloc[end].reset_index(drop=True)
     if events is None:
@@ -203,7 +211,5 @@ def make_windows(
             [window_labels(index, events, h * step_ms, censor=False)[0] for h in aux_horizons],
             axis=1,
         )
-    # the step features only (float32); each window is gathered from them when used
-    steps32 = np.ascontiguousarray(Z, dtype=np.float32)
-    windows = Windows(steps32, end, first, spec.sequence_length, y, index, aux)
+    windows = Windows(Z, end, first, spec.sequence_length, y, index, aux)
     return windows if keep.all() else windows.select(keep)

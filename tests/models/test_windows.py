@@ -87,3 +87,27 @@ def test_training_batches_cover_every_window_once_per_epoch_in_a_new_order() -> 
     again = _batches(w, {0: 1.0, 1: 3.0}, batch_size=4, seed=7, aux=True)
     first = np.concatenate([again[i][1]["aux"][:, 0] for i in range(len(again))])
     assert first.astype(int).tolist() == epochs[0]  # seeded
+
+
+def test_make_windows_normalizes_in_chunks_to_the_same_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """make_windows normalizes a few rows at a time (memory); the inputs are unchanged."""
+    from features.config import WindowConfig
+    from features.spec import fit_spec, normalize
+    from models import windows as windows_module
+    from models.windows import Steps, make_windows, step_age
+
+    config = WindowConfig(sensors=("a", "b"), step_ms=1000, aggregates=("mean",), derived=())
+    _, index = _steps()
+    rng = np.random.default_rng(1)
+    X = rng.normal(3.0, 2.0, size=(len(index), len(config.feature_names())))
+    X[rng.random(X.shape) < 0.1] = np.nan  # missing values become 0
+    spec = fit_spec(X, config, sequence_length=L)
+    monkeypatch.setattr(windows_module, "_NORMALIZE_ROWS", 5)  # 3 chunks, the last short
+    w = make_windows(Steps(X, index), spec, None, horizon_steps=2, age_scale=4.0)
+    Z = np.concatenate([normalize(spec, X), (step_age(index) / 4.0)[:, None]], axis=1)
+    S, mask, _ = sequences(Z.astype(np.float32), index, L)
+    assert w.steps.dtype == np.float32
+    np.testing.assert_array_equal(w.x, S)
+    np.testing.assert_array_equal(w.mask, mask)
