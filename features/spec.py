@@ -260,9 +260,21 @@ def sequence_bounds(
 
 
 def gather(
-    Z: NDArray[Any], end: NDArray[np.int64], first: NDArray[np.int64], length: int
+    Z: NDArray[Any],
+    end: NDArray[np.int64],
+    first: NDArray[np.int64],
+    length: int,
+    out: NDArray[Any] | None = None,
 ) -> tuple[NDArray[Any], NDArray[np.bool_]]:
     """The sequences ``(end, first)`` of :func:`sequence_bounds` as arrays.
+
+    Args:
+        Z: step features (S, F).
+        end: the row of each sequence's last step.
+        first: the first row of each sequence's machine segment.
+        length: L.
+        out: an (N, L, F) array of Z's dtype to fill (reused across calls, it saves the
+            page faults of a new large array each time).
 
     Returns:
         ``(S, mask)``: S is (N, L, F) in Z's dtype with zero padding at the front of
@@ -270,8 +282,11 @@ def gather(
     """
     rows = end[:, None] - (length - 1) + np.arange(length)[None, :]
     mask = rows >= first[:, None]
-    S = Z[np.clip(rows, 0, None)]  # one (N, L, F) array, masked in place
-    S *= mask[..., None]
+    # rows before 0 clip to row 0; padding rows are zeroed below
+    S = np.take(Z, rows, axis=0, out=out, mode="clip")
+    short = ~mask[:, 0]  # padding is in front: a sequence is short iff its first step is
+    if short.any():
+        S[short] *= mask[short][..., None]
     return S, mask
 
 

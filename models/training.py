@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_CHUNK_BYTES = 96 << 20  # predict_logits: input bytes gathered per model.predict call
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -175,14 +177,20 @@ def predict_logits(model: Model, windows: Windows, batch_size: int = 2048) -> ND
     """Logits of the windows, (N,)."""
     if len(windows) == 0:
         return np.zeros(0, dtype=np.float32)
-    # in chunks of whole batches (same batches, same numbers): each chunk's (n, L, F)
-    # input is gathered from the step features, used and dropped
-    chunk = 8 * batch_size
+    # in chunks of whole batches (same batches, same numbers), each chunk's (n, L, F) input
+    # gathered from the step features into one array reused by every chunk (predict copies
+    # it). About _CHUNK_BYTES a chunk: measured on 2 cores, chunks of 170 MB scored at 0.75
+    # and of 470 MB at 0.5 the rate of ~100 MB ones, 60 MB ones at 0.85.
+    per_batch = batch_size * windows.length * windows.n_features * windows.steps.itemsize
+    chunk = batch_size * max(1, round(_CHUNK_BYTES / per_batch))
+    buffer = np.empty(
+        (min(chunk, len(windows)), windows.length, windows.n_features), dtype=windows.steps.dtype
+    )
     parts = []
     for start in range(0, len(windows), chunk):
-        out = model.predict(
-            windows.inputs(slice(start, start + chunk)), batch_size=batch_size, verbose=0
-        )
+        rows = slice(start, start + chunk)
+        n = min(chunk, len(windows) - start)
+        out = model.predict(windows.inputs(rows, out=buffer[:n]), batch_size=batch_size, verbose=0)
         if isinstance(out, dict):
             out = out["logit"]
         parts.append(np.asarray(out, dtype=np.float32).reshape(-1))

@@ -94,11 +94,17 @@ class Windows:
         return x
 
     def inputs(
-        self, rows: slice | NDArray[np.intp] | None = None
+        self,
+        rows: slice | NDArray[np.intp] | None = None,
+        out: NDArray[np.float32] | None = None,
     ) -> dict[str, NDArray[np.float32] | NDArray[np.bool_]]:
-        """The model's input dict of the windows ``rows`` (default all), built now."""
+        """The model's input dict of the windows ``rows`` (default all), built now.
+
+        ``out``: an (n, L, F) float32 array to build the features in (see
+        :func:`features.spec.gather`); it is overwritten by the next call that reuses it.
+        """
         pick = slice(None) if rows is None else rows
-        x, mask = gather(self.steps, self.end[pick], self.first[pick], self.length)
+        x, mask = gather(self.steps, self.end[pick], self.first[pick], self.length, out)
         return {"features": x, "mask": mask}
 
     def select(self, rows: NDArray[np.bool_] | NDArray[np.intp]) -> Windows:
