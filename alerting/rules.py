@@ -25,7 +25,7 @@ asset type is its entry in ``asset_types`` or else its ``equipment_id`` up to th
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,39 @@ class Rules:
             raise RulesError(
                 f"rule ticket_level: value {self.ticket_level!r} is not WARNING or CRITICAL"
             )
+
+    def at_level(self, level: float) -> Rules:
+        """These rules with the ticket level's raise threshold at ``level``.
+
+        Its reset keeps the configured distance below (the hysteresis), clipped at 0; the
+        other level moves only as far as ``warning <= critical`` needs. What
+        ``plantwatch evaluate --levels`` replays.
+
+        >>> r = Rules().at_level(0.8)
+        >>> r.critical, r.critical_reset, r.warning
+        (0.8, 0.7, 0.5)
+        >>> r = Rules().at_level(0.3)
+        >>> r.critical, r.critical_reset, r.warning, r.warning_reset
+        (0.3, 0.2, 0.3, 0.3)
+        """
+        if not 0.0 <= level <= 1.0:
+            raise RulesError(f"ticket level: value {level} is not a probability in [0, 1]")
+        if self.ticket_level == "CRITICAL":
+            reset = max(0.0, round(level - (self.critical - self.critical_reset), 9))
+            warning = min(self.warning, level)
+            return replace(
+                self,
+                critical=level,
+                critical_reset=reset,
+                warning=warning,
+                warning_reset=min(self.warning_reset, warning),
+            )
+        return replace(
+            self,
+            warning=level,
+            warning_reset=max(0.0, round(level - (self.warning - self.warning_reset), 9)),
+            critical=max(self.critical, level),
+        )
 
 
 def _time(value: Any, where: str) -> int:

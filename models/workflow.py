@@ -204,6 +204,7 @@ def evaluate_artifact(
     max_lead_steps: int | None = None,
     lost_readings: float = 0.0,
     seed: int = 0,
+    levels: Sequence[float] = (),
 ) -> dict[str, Any]:
     """Metrics of a saved model on a data source (C-MAPSS protocol for cmapss: data).
 
@@ -211,12 +212,19 @@ def evaluate_artifact(
     :class:`alerting.rules.Rules`) would open from every window's score, against the
     failures (:func:`models.tickets.ticket_metrics`, a ticket counts for a failure that
     follows within ``max_lead_steps``, default 2 H). ``lost_readings`` scores the data as
-    a stream that lost that fraction of its readings (seeded by ``seed``).
+    a stream that lost that fraction of its readings (seeded by ``seed``). With
+    ``levels``, ``tickets_by_level`` holds the same ticket figures with the rules' ticket
+    level at each of those probabilities (:meth:`alerting.rules.Rules.at_level`).
     """
     if data.startswith("cmapss:") and lost_readings > 0:
         raise DataError(
             f"lost readings {lost_readings} apply to history: data only; the C-MAPSS test "
             "protocol scores the published test files as they are"
+        )
+    if data.startswith("cmapss:") and levels:
+        raise DataError(
+            "ticket levels apply to history: data only; the C-MAPSS test protocol scores "
+            "one window per engine and opens no tickets"
         )
     artifact = load_artifact(model_dir, window)
     meta, spec = artifact.meta, artifact.spec
@@ -225,6 +233,7 @@ def evaluate_artifact(
     )
     fail_ts: Mapping[str, int | Sequence[int]]
     tickets: dict[str, Any] | None = None
+    by_level: list[dict[str, Any]] = []
     if history.test is not None:
         windows, every, fail_ts = cmapss_test(
             history, spec, meta.horizon_steps, meta.min_steps, meta.age_scale
@@ -250,10 +259,19 @@ def evaluate_artifact(
         fail_ts = failure_times(history.events[history.events["kind"] == "failure"])
         y, p = labels[keep], p_stream[keep]
         index, p_every = stream.index[keep].reset_index(drop=True), p
+        rules = rules or _default_rules()
         tickets = _tickets(
             meta.horizon_steps, stream.index, p_stream, history.events, rules,
             max_lead_steps, spec.window.step_ms,
         )  # fmt: skip
+        for level in levels:
+            at = rules.at_level(level)
+            reset = at.critical_reset if at.ticket_level == "CRITICAL" else at.warning_reset
+            figures = _tickets(
+                meta.horizon_steps, stream.index, p_stream, history.events, at,
+                max_lead_steps, spec.window.step_ms,
+            )  # fmt: skip
+            by_level.append({"level": level, "reset": reset} | figures)
         del stream
     metrics = binary_metrics(y, p, meta.threshold) | lead_times(
         index, p_every, meta.threshold, fail_ts, spec.window.step_ms
@@ -261,6 +279,8 @@ def evaluate_artifact(
     metrics["lost_readings"] = lost_readings
     if tickets is not None:
         metrics["tickets"] = tickets
+        if levels:
+            metrics["tickets_by_level"] = by_level
     metrics["threshold"] = meta.threshold
     if plots is not None:
         from models import plots as plot
@@ -290,13 +310,18 @@ def _tickets(
     max_lead_steps: int | None,
     step_ms: int,
 ) -> dict[str, Any]:
-    from alerting.rules import Rules
     from models.tickets import ticket_metrics
 
     lead = 2 * horizon_steps if max_lead_steps is None else max_lead_steps
     if lead < 1:
         raise ValueError(f"max_lead_steps must be >= 1. Received: max_lead_steps={lead}")
-    return ticket_metrics(index, probabilities, events, rules or Rules(), lead * step_ms, step_ms)
+    return ticket_metrics(index, probabilities, events, rules, lead * step_ms, step_ms)
+
+
+def _default_rules() -> Any:
+    from alerting.rules import Rules
+
+    return Rules()
 
 
 def fine_tune_artifact(

@@ -92,6 +92,38 @@ def _ticket_line(t: dict[str, Any]) -> str:
     )
 
 
+def _parse_levels(value: str | None) -> tuple[float, ...]:
+    """``--levels 0.5,0.6``: probabilities in [0, 1], each once, in the order given."""
+    if value is None:
+        return ()
+    levels: list[float] = []
+    for part in value.split(","):
+        try:
+            level = float(part)
+        except ValueError:
+            level = float("nan")
+        if not 0.0 <= level <= 1.0:
+            raise click.BadParameter(
+                f"value {part.strip()!r} is not a probability in [0, 1] "
+                "(expected comma-separated levels such as 0.5,0.6,0.7)",
+                param_hint="--levels",
+            )
+        if level not in levels:
+            levels.append(level)
+    return tuple(levels)
+
+
+def _level_line(row: dict[str, Any]) -> str:
+    lead = row["ticket_lead_median"]
+    return (
+        f"  level {row['level']:.2f} (reset {row['reset']:.2f}): {row['tickets']} tickets, "
+        f"{row['false_alarms']} false (precision {row['ticket_precision']:.0%}), caught "
+        f"{row['caught']} of {row['failures']} (recall {row['ticket_recall']:.0%}), "
+        f"ticket F1 {row['ticket_f1']:.2f}"
+        + ("" if lead is None else f", median lead {lead:.0f} steps")
+    )
+
+
 @cli.command("train")
 @click.option("--data", required=True, help=DATA_HELP)
 @click.option("--events", type=click.Path(path_type=Path), default=None, help=EVENTS_HELP)
@@ -306,6 +338,16 @@ def train_cmd(
     "seeded): how the model holds up when messages are malformed or late.",
 )
 @click.option(
+    "--levels",
+    default=None,
+    callback=lambda _ctx, _param, value: _parse_levels(value),
+    help="history: data: also replay the tickets with the ticket level (PLANTWATCH_ALERT_"
+    "TICKET_LEVEL, CRITICAL by default) raised at each of these probabilities, e.g. "
+    "0.5,0.6,0.7,0.8; its reset keeps the configured distance below. One line per level "
+    "and `tickets_by_level` in --json-out. Choose a level on history the model was not "
+    "trained on, then set PLANTWATCH_ALERT_CRITICAL (and _RESET).",
+)
+@click.option(
     "--json-out",
     type=click.Path(path_type=Path),
     default=None,
@@ -321,6 +363,7 @@ def evaluate_cmd(
     plots: Path | None,
     max_lead: str | None,
     lost_readings: float,
+    levels: tuple[float, ...],
     json_out: Path | None,
 ) -> None:
     """Score a model: accuracy, precision, recall, F1, ROC-AUC, PR-AUC, Brier, confusion, lead time.
@@ -347,10 +390,15 @@ def evaluate_cmd(
         rules=rules_of(settings_from(ctx)),
         max_lead_steps=lead,
         lost_readings=lost_readings,
+        levels=levels,
     )
     _echo_metrics("evaluation", metrics)
     if "tickets" in metrics:
         click.echo(_ticket_line(metrics["tickets"]))
+    rows = metrics.get("tickets_by_level", [])
+    best = max(rows, key=lambda r: r["ticket_f1"], default=None)
+    for row in rows:
+        click.echo(_level_line(row) + ("  <- best ticket F1 here" if row is best else ""))
     if json_out:
         json_out.write_text(json.dumps(metrics, indent=1, default=float))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from alerting.errors import RulesError
 from alerting.rules import Rules, Silences
 from alerting.state import MachineState, check_deadman, step
 
@@ -183,6 +184,23 @@ def test_bad_rules(kwargs: dict[str, object], message: str) -> None:
 
     with pytest.raises(RulesError, match=message):
         Rules(**kwargs)  # type: ignore[arg-type]
+
+
+def test_rules_at_a_ticket_level_keep_the_hysteresis_and_the_order() -> None:
+    """What `plantwatch evaluate --levels` replays."""
+    rules = Rules(warning=0.5, warning_reset=0.4, critical=0.6, critical_reset=0.45)
+    assert rules.at_level(0.6) == rules
+    high = rules.at_level(0.9)
+    assert (high.critical, high.critical_reset) == (0.9, 0.75)  # 0.15 below, kept
+    assert Rules().at_level(0.6) == Rules()
+    assert (high.warning, high.warning_reset, high.pending_steps) == (0.5, 0.4, 3)
+    low = rules.at_level(0.3)
+    assert (low.critical, low.warning, low.warning_reset) == (0.3, 0.3, 0.3)
+    assert rules.at_level(0.1).critical_reset == 0.0  # clipped
+    warn = Rules(ticket_level="WARNING").at_level(0.7)
+    assert (warn.warning, warn.warning_reset, warn.critical) == (0.7, 0.6, 0.7)
+    with pytest.raises(RulesError, match=r"ticket level: value 1\.2 is not a probability"):
+        rules.at_level(1.2)
 
 
 def test_silences_by_machine_and_asset_type(tmp_path) -> None:

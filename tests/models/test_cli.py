@@ -169,6 +169,34 @@ def test_evaluate_lost_readings_max_lead_and_alert_rules_from_settings(
     assert "apply to history: data only" in result.output
 
 
+def test_evaluate_replays_tickets_at_other_levels(
+    trained: Path, sim_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "m.json"
+    args = ["evaluate", "--model", str(trained), "--data", f"history:{sim_files[0]}"]
+    result = CliRunner().invoke(cli, [*args, "--levels", "0.9, 0.6,0.9", "--json-out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    rows = metrics["tickets_by_level"]
+    assert [(r["level"], r["reset"]) for r in rows] == [(0.9, 0.8), (0.6, 0.5)]  # once each
+    # the settings' level (CRITICAL 0.6 / 0.5) replayed again gives the main figures
+    assert {k: v for k, v in rows[1].items() if k not in ("level", "reset")} == metrics["tickets"]
+    lines = [line for line in result.output.splitlines() if line.startswith("  level ")]
+    assert len(lines) == 2
+    assert lines[0].startswith(f"  level 0.90 (reset 0.80): {rows[0]['tickets']} tickets")
+    assert sum("<- best ticket F1 here" in line for line in lines) == 1
+    for bad in ("0.5,x", "1.5", ""):
+        result = CliRunner().invoke(cli, [*args, "--levels", bad])
+        assert result.exit_code == 2
+        assert "--levels" in result.output
+        assert "is not a probability in [0, 1]" in result.output
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--model", str(trained), "--data", "cmapss:x", "--levels", "0.7"]
+    )
+    assert result.exit_code == 2
+    assert "ticket levels apply to history: data only" in result.output
+
+
 def test_evaluate_refuses_other_features_config(
     trained: Path, sim_files: tuple[Path, Path]
 ) -> None:
