@@ -80,15 +80,21 @@ def _echo_metrics(title: str, metrics: dict[str, Any]) -> None:
     click.echo(f"{title}: " + " ".join(parts) + f" confusion={metrics.get('confusion')}")
 
 
-def _ticket_line(t: dict[str, Any]) -> str:
+def _ticket_figures(t: dict[str, Any]) -> str:
+    """``12 opened, 3 false (precision 75%); failures 10: caught 8 (recall 80%)[, lead]``."""
     lead = t["ticket_lead_median"]
     return (
-        f"tickets (alert rules replayed): {t['tickets']} opened, {t['false_alarms']} false "
-        f"(precision {t['ticket_precision']:.0%}); failures {t['failures']}: caught "
-        f"{t['caught']} (recall {t['ticket_recall']:.0%})"
+        f"{t['tickets']} opened, {t['false_alarms']} false (precision "
+        f"{t['ticket_precision']:.0%}); failures {t['failures']}: caught {t['caught']} "
+        f"(recall {t['ticket_recall']:.0%})"
         + ("" if lead is None else f", median lead {lead:.0f} steps")
-        + f"; {t['unjudged']} opened within {t['max_lead_steps']:.0f} steps of the data's "
-        "end, not judged"
+    )
+
+
+def _ticket_line(t: dict[str, Any]) -> str:
+    return (
+        f"tickets (alert rules replayed): {_ticket_figures(t)}; {t['unjudged']} opened within "
+        f"{t['max_lead_steps']:.0f} steps of the data's end, not judged"
     )
 
 
@@ -114,13 +120,9 @@ def _parse_levels(value: str | None) -> tuple[float, ...]:
 
 
 def _level_line(row: dict[str, Any]) -> str:
-    lead = row["ticket_lead_median"]
     return (
-        f"  level {row['level']:.2f} (reset {row['reset']:.2f}): {row['tickets']} tickets, "
-        f"{row['false_alarms']} false (precision {row['ticket_precision']:.0%}), caught "
-        f"{row['caught']} of {row['failures']} (recall {row['ticket_recall']:.0%}), "
+        f"  level {row['level']:.2f} (reset {row['reset']:.2f}): {_ticket_figures(row)}; "
         f"ticket F1 {row['ticket_f1']:.2f}"
-        + ("" if lead is None else f", median lead {lead:.0f} steps")
     )
 
 

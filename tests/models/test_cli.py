@@ -183,7 +183,7 @@ def test_evaluate_replays_tickets_at_other_levels(
     assert {k: v for k, v in rows[1].items() if k not in ("level", "reset")} == metrics["tickets"]
     lines = [line for line in result.output.splitlines() if line.startswith("  level ")]
     assert len(lines) == 2
-    assert lines[0].startswith(f"  level 0.90 (reset 0.80): {rows[0]['tickets']} tickets")
+    assert lines[0].startswith(f"  level 0.90 (reset 0.80): {rows[0]['tickets']} opened, ")
     assert sum("<- best ticket F1 here" in line for line in lines) == 1
     for bad in ("0.5,x", "1.5", ""):
         result = CliRunner().invoke(cli, [*args, "--levels", bad])
