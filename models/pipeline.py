@@ -60,7 +60,8 @@ def prepare(
     if not failed & set(machines):
         raise DataError("no machine in the telemetry has a failure event: nothing to learn from")
     train_ids, val_ids = split_machines(machines, validation_fraction, seed)
-    train_steps = steps.of(train_ids)
+    train_steps, val_steps = steps.of(train_ids), steps.of(val_ids)
+    del steps  # memory: the split copies are what is used from here
     spec = fit(train_steps, window, sequence_length)
     age_scale = None
     if age_feature:
@@ -78,9 +79,7 @@ def prepare(
         age_scale=age_scale,
         aux_horizons=aux_horizons,
     )
-    val = make_windows(
-        steps.of(val_ids), spec, events, horizon_steps, min_steps, age_scale=age_scale
-    )
+    val = make_windows(val_steps, spec, events, horizon_steps, min_steps, age_scale=age_scale)
     return Prepared(spec, train, val, horizon_steps, min_steps, age_scale)
 
 

@@ -25,6 +25,7 @@ from models.labels import window_labels
 F64 = NDArray[np.float64]
 
 _NORMALIZE_ROWS = 65_536
+_STEP_ROWS = 1 << 18  # readings per step_features part (its temporaries are ~3x)
 
 
 @dataclass(frozen=True)
@@ -153,11 +154,54 @@ class Steps:
 
 
 def step_features(telemetry: pd.DataFrame, window: WindowConfig) -> Steps:
-    """Feature vectors of every step of complete histories."""
-    X, index = step_features_frame(telemetry, window, complete=True)
+    """Feature vectors of every step of complete histories.
+
+    Built for groups of machines of about ``_STEP_ROWS`` readings at a time (machines are
+    independent), so the builder's temporaries stay bounded; the result is the same as
+    one call over the whole history, segment numbers included.
+    """
+    parts = [step_features_frame(part, window, complete=True) for part in _machine_parts(telemetry)]
+    X = parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _ in parts])
+    index = _renumbered([i for _, i in parts])
+    parts.clear()
     if len(X) == 0:
         raise DataError("the telemetry yields no feature steps (no readings of the sensors?)")
     return Steps(X, index)
+
+
+def _machine_parts(telemetry: pd.DataFrame) -> list[pd.DataFrame]:
+    """The telemetry in groups of whole machines, in sorted id order.
+
+    Each group holds about ``_STEP_ROWS`` readings (at least one machine); a small history,
+    or one without a machine column (refused by the builder), is one group.
+    """
+    if len(telemetry) <= _STEP_ROWS or "equipment_id" not in telemetry.columns:
+        return [telemetry]
+    codes, _ = pd.factorize(telemetry["equipment_id"].astype(str), sort=True)
+    order = np.argsort(codes, kind="stable")
+    ends = np.cumsum(np.bincount(codes))  # where each machine's readings end in ``order``
+    parts, start = [], 0
+    while start < len(order):
+        within = int(np.searchsorted(ends, start + _STEP_ROWS, "right"))  # ends[:within] fit
+        if within > 0 and ends[within - 1] > start:
+            stop = int(ends[within - 1])
+        else:  # the next machine alone is larger: it is a group of its own
+            stop = int(ends[np.searchsorted(ends, start, "right")])
+        parts.append(telemetry.iloc[order[start:stop]])
+        start = stop
+    return parts
+
+
+def _renumbered(indexes: list[pd.DataFrame]) -> pd.DataFrame:
+    """The parts' step indexes as one, segment numbers running on across parts."""
+    if len(indexes) == 1:
+        return indexes[0]
+    offset, out = 0, []
+    for index in indexes:
+        out.append(index.assign(segment=index["segment"] + offset))
+        if len(index):
+            offset += int(index["segment"].max()) + 1
+    return pd.concat(out, ignore_index=True)
 
 
 def fit(steps: Steps, window: WindowConfig, sequence_length: int) -> FeatureSpec:

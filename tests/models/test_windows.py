@@ -111,3 +111,33 @@ def test_make_windows_normalizes_in_chunks_to_the_same_numbers(
     assert w.steps.dtype == np.float32
     np.testing.assert_array_equal(w.x, S)
     np.testing.assert_array_equal(w.mask, mask)
+
+
+def test_step_features_in_machine_groups_equal_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """step_features builds groups of machines at a time (memory); the steps are the same."""
+    from features.config import WindowConfig
+    from features.offline import step_features_frame
+    from models import windows as windows_module
+    from models.windows import step_features
+
+    config = WindowConfig(sensors=("a", "b"), step_ms=1000, aggregates=("mean",), derived=())
+    rng = np.random.default_rng(2)
+    frames = []
+    for m, n in (("m3", 4), ("m1", 12), ("m2", 3), ("m0", 20)):  # m0, m1: each over 7 rows
+        ts = np.arange(n, dtype=np.int64) * 1000
+        if m == "m1":
+            ts[6:] += 2_000_000  # a gap of 2,000 steps (> max_gap_steps): a second segment
+        frames.append(
+            pd.DataFrame(
+                {"equipment_id": m, "ts": ts, "a": rng.normal(size=n), "b": rng.normal(size=n)}
+            )
+        )
+    telemetry = pd.concat(frames, ignore_index=True)
+    telemetry.loc[5, "a"] = np.nan
+    X, index = step_features_frame(telemetry, config, complete=True)
+    monkeypatch.setattr(windows_module, "_STEP_ROWS", 7)
+    assert len(windows_module._machine_parts(telemetry)) == 3  # m0 | m1 | m2 + m3
+    steps = step_features(telemetry, config)
+    np.testing.assert_array_equal(steps.X, X)
+    pd.testing.assert_frame_equal(steps.index, index)
+    assert index["segment"].nunique() == 5  # m1's gap made two
