@@ -94,6 +94,11 @@ class Rules:
                 f"rule ticket_level: value {self.ticket_level!r} is not WARNING or CRITICAL"
             )
 
+    @property
+    def ticket_reset(self) -> float:
+        """The reset of the ticket level: below it an incident at that level steps down."""
+        return self.critical_reset if self.ticket_level == "CRITICAL" else self.warning_reset
+
     def at_level(self, level: float) -> Rules:
         """These rules with the ticket level's raise threshold at ``level``.
 

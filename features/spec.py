@@ -259,6 +259,18 @@ def sequence_bounds(
     return rows[keep], first[keep]
 
 
+def sequence_rows(
+    end: NDArray[np.int64], first: NDArray[np.int64], length: int
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """The step rows of the sequences ``(end, first)`` (N, L) and their mask (real steps).
+
+    >>> [a.tolist() for a in sequence_rows(np.array([1]), np.array([1]), 3)]
+    [[[-1, 0, 1]], [[False, False, True]]]
+    """
+    rows = end[:, None] - (length - 1) + np.arange(length)[None, :]
+    return rows, rows >= first[:, None]
+
+
 def gather(
     Z: NDArray[Any],
     end: NDArray[np.int64],
@@ -280,8 +292,7 @@ def gather(
         ``(S, mask)``: S is (N, L, F) in Z's dtype with zero padding at the front of
         short histories, mask is (N, L) True for real steps.
     """
-    rows = end[:, None] - (length - 1) + np.arange(length)[None, :]
-    mask = rows >= first[:, None]
+    rows, mask = sequence_rows(end, first, length)
     # rows before 0 clip to row 0; padding rows are zeroed below
     S = np.take(Z, rows, axis=0, out=out, mode="clip")
     short = ~mask[:, 0]  # padding is in front: a sequence is short iff its first step is

@@ -16,6 +16,7 @@ A ticket opened less than ``max_lead`` before a machine's last window cannot be 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -46,8 +47,20 @@ def ticket_metrics(
         ``caught``, ``ticket_recall``, ``ticket_f1``, ``ticket_lead_median`` (steps),
         ``unjudged`` and ``max_lead_steps``.
     """
+    return ticket_metrics_each(index, probabilities, events, [rules], max_lead_ms, step_ms)[0]
+
+
+def ticket_metrics_each(
+    index: pd.DataFrame,
+    probabilities: NDArray[np.floating[Any]],
+    events: pd.DataFrame,
+    rules_each: Sequence[Any],
+    max_lead_ms: int,
+    step_ms: int,
+) -> list[dict[str, Any]]:
+    """:func:`ticket_metrics` for each of several rules, the scores grouped once."""
     from alerting.offline import replay_tickets
-    from plantwatch.groundtruth import Failure, Opened, compare
+    from plantwatch.groundtruth import Failure
 
     order = np.lexsort((index["step_end"].to_numpy(), index["equipment_id"].to_numpy()))
     ids = index["equipment_id"].to_numpy()[order]
@@ -61,13 +74,28 @@ def ticket_metrics(
         )
         if len(i)
     ]
-    opened = replay_tickets(series, rules)
     last = {eid: times[-1] for eid, times, _ in series}
-    judged = [Opened(e, t) for e, t in opened if t <= last[e] - max_lead_ms]
     fails = events[events["kind"] == "failure"]
     failures = [
         Failure(str(e), int(t)) for e, t in zip(fails["equipment_id"], fails["ts"], strict=True)
     ]
+    return [
+        _judged(replay_tickets(series, rules), last, failures, max_lead_ms, step_ms)
+        for rules in rules_each
+    ]
+
+
+def _judged(
+    opened: list[tuple[str, int]],
+    last: dict[str, int],
+    failures: list[Any],
+    max_lead_ms: int,
+    step_ms: int,
+) -> dict[str, Any]:
+    """The opened tickets against the failures (those too close to the end unjudged)."""
+    from plantwatch.groundtruth import Opened, compare
+
+    judged = [Opened(e, t) for e, t in opened if t <= last[e] - max_lead_ms]
     c = compare(failures, judged, max_lead_ms)
     p_, r_ = c.precision, c.recall
     lead = c.median_lead_ms

@@ -18,7 +18,14 @@ from numpy.typing import NDArray
 
 from features.config import WindowConfig
 from features.offline import step_features_frame
-from features.spec import FeatureSpec, fit_spec, gather, normalize, sequence_bounds
+from features.spec import (
+    FeatureSpec,
+    fit_spec,
+    gather,
+    normalize,
+    sequence_bounds,
+    sequence_rows,
+)
 from models.errors import DataError
 from models.labels import window_labels
 
@@ -85,8 +92,7 @@ class Windows:
     @property
     def mask(self) -> NDArray[np.bool_]:
         """(N, L) True for real steps (short histories are padded in front)."""
-        rows = self.end[:, None] - (self.length - 1) + np.arange(self.length)[None, :]
-        return np.asarray(rows >= self.first[:, None])
+        return sequence_rows(self.end, self.first, self.length)[1]
 
     @property
     def x(self) -> NDArray[np.float32]:

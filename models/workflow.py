@@ -259,19 +259,18 @@ def evaluate_artifact(
         fail_ts = failure_times(history.events[history.events["kind"] == "failure"])
         y, p = labels[keep], p_stream[keep]
         index, p_every = stream.index[keep].reset_index(drop=True), p
-        rules = rules or _default_rules()
-        tickets = _tickets(
-            meta.horizon_steps, stream.index, p_stream, history.events, rules,
+        from alerting.rules import Rules
+
+        rules = rules or Rules()
+        variants = [rules.at_level(level) for level in levels]
+        tickets, *at_levels = _tickets(
+            meta.horizon_steps, stream.index, p_stream, history.events, [rules, *variants],
             max_lead_steps, spec.window.step_ms,
         )  # fmt: skip
-        for level in levels:
-            at = rules.at_level(level)
-            reset = at.critical_reset if at.ticket_level == "CRITICAL" else at.warning_reset
-            figures = _tickets(
-                meta.horizon_steps, stream.index, p_stream, history.events, at,
-                max_lead_steps, spec.window.step_ms,
-            )  # fmt: skip
-            by_level.append({"level": level, "reset": reset} | figures)
+        by_level = [
+            {"level": level, "reset": at.ticket_reset} | figures
+            for level, at, figures in zip(levels, variants, at_levels, strict=True)
+        ]
         del stream
     metrics = binary_metrics(y, p, meta.threshold) | lead_times(
         index, p_every, meta.threshold, fail_ts, spec.window.step_ms
@@ -306,22 +305,16 @@ def _tickets(
     index: Any,
     probabilities: np.ndarray,
     events: Any,
-    rules: Any,
+    rules_each: list[Any],
     max_lead_steps: int | None,
     step_ms: int,
-) -> dict[str, Any]:
-    from models.tickets import ticket_metrics
+) -> list[dict[str, Any]]:
+    from models.tickets import ticket_metrics_each
 
     lead = 2 * horizon_steps if max_lead_steps is None else max_lead_steps
     if lead < 1:
         raise ValueError(f"max_lead_steps must be >= 1. Received: max_lead_steps={lead}")
-    return ticket_metrics(index, probabilities, events, rules, lead * step_ms, step_ms)
-
-
-def _default_rules() -> Any:
-    from alerting.rules import Rules
-
-    return Rules()
+    return ticket_metrics_each(index, probabilities, events, rules_each, lead * step_ms, step_ms)
 
 
 def fine_tune_artifact(
