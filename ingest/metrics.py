@@ -37,7 +37,9 @@ class IngestMetrics:
         self._dead = Counter(
             "plantwatch_ingest_dead_letters", "Records sent to the DLQ", ["reason"], registry=r
         )
-        self._lag = Gauge("plantwatch_ingest_lag", "Records behind the partition ends", registry=r)
+        self._lag = Gauge(
+            "plantwatch_ingest_lag", "Records not yet read from the assigned partitions", registry=r
+        )
         self.batch_seconds = Histogram(
             "plantwatch_ingest_batch_seconds", "Seconds per polled batch", registry=r
         )

@@ -31,7 +31,7 @@ from ingest.metrics import IngestMetrics
 from ingest.order import OrderGuard
 from ingest.sinks import Sink, TransientSinkError
 from plantwatch.errors import PlantwatchError
-from plantwatch.idle import IdleExit, kafka_probe
+from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
 
 log = logging.getLogger("plantwatch.ingest")
 
@@ -385,15 +385,6 @@ class IngestService:
                 f"{first}); the batch was not committed"
             )
 
-    def _update_lag(self, offsets: dict[Any, int]) -> None:
-        lag = 0
-        for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
-            position = offsets.get(tp)
-            if high is not None and position is not None:
-                lag += max(0, high - position)
-        self.metrics.set_lag(lag)
-
     def run(
         self,
         stop: threading.Event,
@@ -425,8 +416,8 @@ class IngestService:
             self._rewind(polled)
             if polled:
                 with self.metrics.batch_seconds.time():
-                    offsets = self.process(polled)
-                self._update_lag(offsets)
+                    self.process(polled)
+                self.metrics.set_lag(consumer_lag(self._consumer))
             if now - self._last_log >= self.config.log_every_s:
                 rate = (self.metrics.consumed - self._logged_consumed) / (now - self._last_log)
                 emit(self.metrics.line(rate) + self._feature_note())

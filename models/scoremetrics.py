@@ -51,7 +51,9 @@ class ScorerMetrics:
         self.model_seconds = Histogram(
             "plantwatch_scorer_model_seconds", "Model seconds per batch", registry=r
         )
-        self._lag = Gauge("plantwatch_scorer_lag", "Records behind the partition ends", registry=r)
+        self._lag = Gauge(
+            "plantwatch_scorer_lag", "Records not yet read from the assigned partitions", registry=r
+        )
 
     def add(
         self, records: int, predictions: int, warming: int, duplicates: int, dead: Tally[str]

@@ -38,7 +38,7 @@ from models.scoremetrics import ScorerMetrics
 from models.scoring import Batch, Batcher, score
 from models.servable import Servable, describe
 from plantwatch.connections import KeyPartitions
-from plantwatch.idle import IdleExit, kafka_probe
+from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
 
 log = logging.getLogger("plantwatch.score")
 
@@ -229,7 +229,7 @@ class ScorerService:
             )
         self.metrics.model_seconds.observe(batch.model_seconds)
         self.metrics.add(batch.records, len(preds), batch.warming, batch.duplicates, batch.reasons)
-        self._update_lag(batch.offsets)
+        self.metrics.set_lag(consumer_lag(self._consumer))
         return True
 
     def _swap(self) -> bool:
@@ -338,11 +338,3 @@ class ScorerService:
     def _line(self, rate: float) -> str:
         m = self.model
         return self.metrics.line(rate, m.device, m.calls, m.call_seconds) + f" model={m.version}"
-
-    def _update_lag(self, offsets: dict[Any, int]) -> None:
-        lag = 0
-        for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
-            if high is not None and tp in offsets:
-                lag += max(0, high - offsets[tp])
-        self.metrics.set_lag(lag)

@@ -12,7 +12,8 @@ look like the end of the input. So idle time only counts while a probe of the in
 A transactional topic (features, predictions) ends each transaction with a commit marker
 that takes an offset but is never returned as a record, so a consumer that read
 everything can sit one offset before the end: that counts as caught up when the
-consumer's last fetch already reported that end (see :func:`records_to_read`).
+consumer's last fetch already reported that end (see :func:`records_to_read`). The
+ingest and scorer lag gauges count by the same rule (:func:`consumer_lag`).
 
 :class:`IdleExit` holds the decision (a clock and a probe are injected, so the logic is
 tested without Kafka); :func:`kafka_probe` is the probe of a kafka-python consumer. While
@@ -119,6 +120,32 @@ def kafka_probe(consumer: Any, timeout_s: float = PROBE_TIMEOUT_S) -> Callable[[
         return InputState(True, True)
 
     return probe
+
+
+def consumer_lag(consumer: Any) -> int:
+    """Records a kafka-python consumer has still to read from its assigned partitions.
+
+    Per partition: the high watermark of its last fetch minus the consumer's position
+    (Kafka's own ``records-lag``), without a transaction's trailing commit marker (see
+    :func:`records_to_read`), so a consumer of a transactional topic that read everything
+    has lag 0, not one per partition. Asks the broker nothing: a partition without a
+    fetch (no high watermark) or without a position yet is left out.
+    """
+    from kafka.errors import KafkaError
+
+    positions: dict[Any, int | None] = {}
+    highwaters: dict[Any, int] = {}
+    for tp in consumer.assignment():
+        high = consumer.highwater(tp)
+        if high is None:
+            continue
+        try:
+            position = consumer.position(tp, timeout_ms=0)
+        except KafkaError:  # revoked meanwhile, or no position without a round trip
+            continue
+        if position is not None:
+            positions[tp], highwaters[tp] = position, high
+    return sum(records_to_read(positions, highwaters, highwaters).values())
 
 
 def _error(exc: BaseException) -> str:

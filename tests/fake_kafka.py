@@ -43,7 +43,7 @@ class FakeConsumer:
         self.tp = tp
         self.log = [Message(i, b"m", v, timestamp) for i, v in enumerate(values)]
         self.chunk, self.sleep_when_empty = chunk, sleep_when_empty
-        self.position = 0
+        self.offset = 0  # the next record to hand out
         self.committed_offset: int | None = None
         self.listener: Any = None
         self.drained_at: float | None = None
@@ -55,8 +55,8 @@ class FakeConsumer:
         if self.listener is not None:
             self.listener.on_partitions_assigned({self.tp})
             self.listener = None
-        got = self.log[self.position : self.position + min(self.chunk, max_records)]
-        self.position += len(got)
+        got = self.log[self.offset : self.offset + min(self.chunk, max_records)]
+        self.offset += len(got)
         if got:
             return {self.tp: got}
         if self.drained_at is None:
@@ -74,10 +74,13 @@ class FakeConsumer:
         return OffsetAndMetadata(self.committed_offset, "", -1)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.position = offset
+        self.offset = offset
 
     def seek_to_beginning(self, *tps: TopicPartition) -> None:
-        self.position = 0
+        self.offset = 0
+
+    def position(self, tp: TopicPartition, timeout_ms: int | None = None) -> int:
+        return self.offset
 
     def highwater(self, tp: TopicPartition) -> int:
         return len(self.log)

@@ -9,7 +9,7 @@ import pytest
 from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
-from plantwatch.idle import IdleExit, InputState, kafka_probe, records_to_read
+from plantwatch.idle import IdleExit, InputState, consumer_lag, kafka_probe, records_to_read
 
 LIMIT_S = 5.0
 POLL_S = 0.5  # one stage loop: a poll that returns nothing after its timeout
@@ -147,7 +147,10 @@ def test_records_to_read(
 
 class FakeConsumer:
     def __init__(
-        self, positions: dict[Any, int], ends: dict[Any, int] | Exception, hw: dict[Any, int]
+        self,
+        positions: dict[Any, Any],
+        ends: dict[Any, int] | Exception,
+        hw: dict[Any, int],
     ) -> None:
         self.positions, self.ends, self.hw = positions, ends, hw
         self.timeouts: list[int] = []
@@ -162,10 +165,12 @@ class FakeConsumer:
         return {tp: self.ends[tp] for tp in partitions}
 
     def position(self, tp: Any, timeout_ms: int) -> int:
+        if isinstance(self.positions[tp], Exception):
+            raise self.positions[tp]
         return self.positions[tp]
 
-    def highwater(self, tp: Any) -> int:
-        return self.hw[tp]
+    def highwater(self, tp: Any) -> int | None:
+        return self.hw.get(tp)
 
 
 def test_kafka_probe() -> None:
@@ -185,6 +190,16 @@ def test_kafka_probe() -> None:
     assert state.detail == "KafkaTimeoutError: Failed to get offsets in 2000 ms"
     unassigned = FakeConsumer({}, {}, {})
     assert kafka_probe(unassigned)() == InputState(True, False, "no partitions assigned (yet)")
+
+
+def test_consumer_lag() -> None:
+    p0, p1, p2 = (TopicPartition("features", p) for p in range(3))
+    # p1 sits before its last commit marker: caught up, not one behind.
+    assert consumer_lag(FakeConsumer({p0: 7, p1: 11}, {}, {p0: 7, p1: 12})) == 0
+    assert consumer_lag(FakeConsumer({p0: 3, p1: 9}, {}, {p0: 7, p1: 12})) == 4 + 3
+    # No fetch yet (no high watermark), or no position without a round trip: left out.
+    gone = KafkaTimeoutError("no position")
+    assert consumer_lag(FakeConsumer({p0: 3, p1: gone, p2: 0}, {}, {p0: 5, p1: 9})) == 2
 
 
 def test_once_due_it_stays_due_without_a_probe_per_call() -> None:

@@ -111,3 +111,49 @@ def test_ensure_topics_creates_only_missing_ones(live_services: Settings, unique
     admin = KafkaAdminClient(**kafka_config(live_services))
     admin.delete_topics(list(names))
     admin.close()
+
+
+def test_consumer_lag_counts_records_not_transaction_markers(
+    live_services: Settings, topic: str, unique: str
+) -> None:
+    """The lag gauges' rule: 0 once a transactional topic is read, however many markers."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from plantwatch.idle import consumer_lag
+
+    producer = KafkaProducer(**kafka_config(live_services, transactional_id=f"lag-{unique}"))
+    producer.init_transactions()
+    for t in range(3):  # three transactions over all three partitions
+        producer.begin_transaction()
+        for i in range(6):
+            producer.send(topic, value=f"{t}-{i}".encode(), partition=i % 3)
+        producer.commit_transaction()
+    producer.close()
+
+    consumer = KafkaConsumer(
+        **kafka_config(live_services, isolation_level="read_committed", enable_auto_commit=False)
+    )
+    tps = [TopicPartition(topic, p) for p in range(3)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    first = consumer.poll(timeout_ms=5000, max_records=2)
+    assert sum(map(len, first.values())) == 2
+    assert consumer_lag(consumer) >= 4  # at least the rest of the first partition read
+    last: dict[TopicPartition, int] = {}
+    for tp, records in first.items():
+        last[tp] = records[-1].offset
+    deadline = time.monotonic() + 30
+    read = 2
+    while read < 18 and time.monotonic() < deadline:
+        for tp, records in consumer.poll(timeout_ms=500, max_records=5).items():
+            read += len(records)
+            last[tp] = records[-1].offset
+    assert read == 18
+    for _ in range(3):  # a caught-up consumer keeps polling
+        assert consumer.poll(timeout_ms=200) == {}
+    # Every partition ends with a commit marker: counting from the last record, as the
+    # gauges did, says one record behind per partition.
+    markers = sum(consumer.highwater(tp) - (last[tp] + 1) for tp in tps)
+    assert markers == 3
+    assert consumer_lag(consumer) == 0
+    consumer.close()
