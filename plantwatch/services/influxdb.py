@@ -221,6 +221,7 @@ class InfluxService:
             [
                 go,
                 "build",
+                "-v",  # package names as they compile: the progress line moves on
                 "-tags",
                 BUILD_TAGS,
                 "-ldflags",
