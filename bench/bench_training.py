@@ -117,13 +117,37 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> int:
     """Measure every fleet with every checkout, print a summary, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--fleets", nargs="+", default=["100x1500", "400x1500"])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--max-rss-gb", type=float, default=16.0)
-    parser.add_argument("--checkout", action="append", default=[], metavar="NAME=DIR")
-    parser.add_argument("--work", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--fleets",
+        nargs="+",
+        default=["100x1500", "400x1500"],
+        metavar="MxS",
+        help="simulated fleets, MACHINES x one-minute STEPS each (default: 100x1500 400x1500)",
+    )
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs (default: 2)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per fleet (default: 3)")
+    parser.add_argument(
+        "--max-rss-gb",
+        type=float,
+        default=16.0,
+        help="kill a run whose peak resident memory passes this (default: 16)",
+    )
+    parser.add_argument(
+        "--checkout",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="run this checkout's code too (repeatable; runs alternate); default: this tree",
+    )
+    parser.add_argument(
+        "--work", type=Path, default=None, help="folder for histories and artifacts (default: temp)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the results as JSON here (default: only the printed table)",
+    )
     args = parser.parse_args()
     checkouts = {"this": ROOT}
     if args.checkout:

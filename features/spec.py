@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from features.config import FeatureConfigError, WindowConfig
 
 F64 = NDArray[np.float64]
 SPEC_VERSION = 1
+_STATS_COLUMNS = 16  # columns per block of fit statistics (memory: a block's temporaries)
 
 
 class FeatureSpecMismatch(FeatureConfigError):
@@ -185,9 +187,8 @@ def fit_spec(
         raise FeatureConfigError("n_regimes > 1 needs regime_sensors")
     means, stds = [], []
     for r in range(len(centers)):
-        rows = X[regimes == r]
-        m = np.nanmean(rows, axis=0) if len(rows) else np.zeros(X.shape[1])
-        s = np.nanstd(rows, axis=0) if len(rows) else np.ones(X.shape[1])
+        rows = X if len(centers) == 1 else X[regimes == r]
+        m, s = _column_stats(rows) if len(rows) else (np.zeros(X.shape[1]), np.ones(X.shape[1]))
         m = np.where(np.isnan(m), 0.0, m)
         s = np.where(np.isnan(s) | (s < 1e-9), 1.0, s)
         means.append(tuple(float(v) for v in m))
@@ -201,6 +202,25 @@ def fit_spec(
         tuple(means),
         tuple(stds),
     )
+
+
+def _column_stats(rows: F64) -> tuple[F64, F64]:
+    """``nanmean`` and ``nanstd`` of each column, a block of columns at a time.
+
+    The temporaries (NaN-free copies, deviations) are a block's size, not the steps'.
+    Each column's sums still run down its rows in the same order, so the numbers are
+    those of one call over all columns.
+    """
+    means, stds = np.empty(rows.shape[1]), np.empty(rows.shape[1])
+    # Blocks of equal width (never one column alone, which numpy would sum pairwise).
+    n_blocks = max(1, -(-rows.shape[1] // _STATS_COLUMNS))
+    for cols in np.array_split(np.arange(rows.shape[1]), n_blocks):
+        a, b = int(cols[0]), int(cols[-1]) + 1
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: NaN, handled
+            means[a:b] = np.nanmean(rows[:, a:b], axis=0)
+            stds[a:b] = np.nanstd(rows[:, a:b], axis=0)
+    return means, stds
 
 
 def _nearest(points: F64, centers: F64) -> NDArray[np.intp]:

@@ -12,7 +12,7 @@ from features.spec import FeatureSpec
 from models.data import History
 from models.errors import DataError
 from models.labels import split_machines
-from models.windows import Steps, Windows, fit, make_windows, step_features
+from models.windows import StepParts, Steps, Windows, fit, make_windows, step_features
 
 
 @dataclass(frozen=True)
@@ -54,14 +54,13 @@ def prepare(
         raise DataError(
             f"min_steps must be in [1, {sequence_length}]. Received: min_steps={min_steps}"
         )
-    steps = step_features(history.telemetry, window)
+    parts = StepParts.build(history.telemetry, window)
     failed = set(history.events.loc[history.events["kind"] == "failure", "equipment_id"])
-    machines = sorted(steps.index["equipment_id"].astype(str).unique())
+    machines = parts.machines()
     if not failed & set(machines):
         raise DataError("no machine in the telemetry has a failure event: nothing to learn from")
     train_ids, val_ids = split_machines(machines, validation_fraction, seed)
-    train_steps, val_steps = steps.of(train_ids), steps.of(val_ids)
-    del steps  # memory: the split copies are what is used from here
+    train_steps, val_steps = parts.split(train_ids, val_ids)  # memory: the steps once
     spec = fit(train_steps, window, sequence_length)
     age_scale = None
     if age_feature:

@@ -166,13 +166,73 @@ def step_features(telemetry: pd.DataFrame, window: WindowConfig) -> Steps:
     independent), so the builder's temporaries stay bounded; the result is the same as
     one call over the whole history, segment numbers included.
     """
-    parts = [step_features_frame(part, window, complete=True) for part in _machine_parts(telemetry)]
-    X = parts[0][0] if len(parts) == 1 else np.concatenate([x for x, _ in parts])
-    index = _renumbered([i for _, i in parts])
-    parts.clear()
-    if len(X) == 0:
-        raise DataError("the telemetry yields no feature steps (no readings of the sensors?)")
-    return Steps(X, index)
+    return StepParts.build(telemetry, window).steps()
+
+
+@dataclass
+class StepParts:
+    """Step features built for groups of machines, not yet put together.
+
+    :meth:`steps` puts them into one array, or into one per set of machines (a split
+    into training and validation machines): the parts are copied into a buffer whose
+    pages are written only as each part arrives, and each part is freed once copied, so
+    the whole costs about its steps once, not twice (a concatenation, or a split by
+    copying rows).
+    """
+
+    parts: list[tuple[F64, pd.DataFrame]]
+    index: pd.DataFrame  # all steps, segment numbers running on across parts
+
+    @classmethod
+    def build(cls, telemetry: pd.DataFrame, window: WindowConfig) -> StepParts:
+        """Build every part; refuses a history that yields no steps."""
+        parts = [
+            step_features_frame(part, window, complete=True) for part in _machine_parts(telemetry)
+        ]
+        index = _renumbered([i for _, i in parts])
+        if len(index) == 0:
+            raise DataError("the telemetry yields no feature steps (no readings of the sensors?)")
+        return cls(parts, index)
+
+    def machines(self) -> list[str]:
+        """The machines with steps, sorted."""
+        return sorted(self.index["equipment_id"].astype(str).unique())
+
+    def steps(self) -> Steps:
+        """All the steps in one array (consumes the parts)."""
+        if len(self.parts) == 1:
+            X, _ = self.parts.pop()
+            return Steps(X, self.index)
+        return self._assemble([np.ones(len(self.index), dtype=bool)], [self.index])[0]
+
+    def split(self, *groups: list[str]) -> list[Steps]:
+        """The steps of each set of machines, as :meth:`Steps.of` would give them.
+
+        The sets' arrays are consecutive slices of one buffer (consumes the parts).
+        """
+        ids = self.index["equipment_id"].astype(str)
+        masks = [ids.isin(g).to_numpy() for g in groups]
+        return self._assemble(masks, [self.index.iloc[m].reset_index(drop=True) for m in masks])
+
+    def _assemble(self, masks: list[NDArray[np.bool_]], indexes: list[pd.DataFrame]) -> list[Steps]:
+        width = self.parts[0][0].shape[1]
+        sizes = [int(m.sum()) for m in masks]
+        buffer = np.empty((sum(sizes), width))  # its pages are written as the parts arrive
+        starts = np.r_[0, np.cumsum(sizes)[:-1]].astype(int).tolist()
+        at, row = list(starts), 0
+        while self.parts:
+            X, _ = self.parts.pop(0)
+            for g, mask in enumerate(masks):
+                mine = mask[row : row + len(X)]
+                n = int(mine.sum())
+                buffer[at[g] : at[g] + n] = X if n == len(X) else X[mine]
+                at[g] += n
+            row += len(X)
+            del X  # memory: each part is freed once copied
+        return [
+            Steps(buffer[a : a + n], index)
+            for a, n, index in zip(starts, sizes, indexes, strict=True)
+        ]
 
 
 def _machine_parts(telemetry: pd.DataFrame) -> list[pd.DataFrame]:

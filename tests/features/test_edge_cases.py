@@ -145,6 +145,28 @@ def test_spec_refuses_other_rules_naming_the_difference() -> None:
         spec.check(other)
 
 
+@pytest.mark.parametrize("sensors", [1, 2, 3, 11])
+def test_spec_statistics_are_numpys_over_all_columns(
+    sensors: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fit_spec takes its statistics a block of columns at a time (memory): same numbers."""
+    from features import spec as spec_module
+
+    monkeypatch.setattr(spec_module, "_STATS_COLUMNS", 4)  # blocks of 4 and the rest
+    cfg = WindowConfig(sensors=tuple(f"s{i}" for i in range(sensors)), step_ms=1000)
+    rng = np.random.default_rng(sensors)
+    width = len(cfg.feature_names())
+    X = rng.normal(1000.0, 3.0, size=(3000, width)) * rng.uniform(1e-3, 1e2, size=width)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    X[:, 0] = np.nan  # never read: mean 0, std 1
+    spec = fit_spec(X, cfg, sequence_length=4)
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        mean, std = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
+    assert spec.mean[0] == tuple(np.where(np.isnan(mean), 0.0, mean).tolist())
+    assert spec.std[0] == tuple(np.where(np.isnan(std) | (std < 1e-9), 1.0, std).tolist())
+    assert (spec.mean[0][0], spec.std[0][0]) == (0.0, 1.0)
+
+
 def test_regimes_normalize_each_condition_separately() -> None:
     cfg = WindowConfig(sensors=("op", "t"), step_ms=1000, aggregates=("mean",), derived=())
     rng = np.random.default_rng(1)

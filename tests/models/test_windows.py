@@ -8,7 +8,7 @@ import pytest
 
 from features.spec import sequence_bounds, sequences
 from models.training import _batches
-from models.windows import Windows
+from models.windows import StepParts, Windows
 
 L = 4
 
@@ -141,3 +141,29 @@ def test_step_features_in_machine_groups_equal_one_pass(monkeypatch: pytest.Monk
     np.testing.assert_array_equal(steps.X, X)
     pd.testing.assert_frame_equal(steps.index, index)
     assert index["segment"].nunique() == 5  # m1's gap made two
+
+    # The split into training and validation machines: Steps.of's rows, one buffer.
+    groups = (["m1", "m3"], ["m0", "m2"])
+    split = StepParts.build(telemetry, config).split(*groups)
+    assert [len(s.X) for s in split] == [
+        int(steps.index["equipment_id"].isin(g).sum()) for g in groups
+    ]
+    for part, machines in zip(split, groups, strict=True):
+        expected = steps.of(machines)
+        np.testing.assert_array_equal(part.X, expected.X)
+        pd.testing.assert_frame_equal(part.index, expected.index)
+    assert split[0].X.base is not None  # slices of one buffer
+    assert split[0].X.base is split[1].X.base
+    parts = StepParts.build(telemetry, config)
+    parts.split(*groups)
+    assert parts.parts == []  # consumed: each part freed once copied
+
+
+def test_step_parts_refuse_a_history_without_steps() -> None:
+    from features.config import WindowConfig
+    from models.errors import DataError
+
+    config = WindowConfig(sensors=("a",), step_ms=1000, aggregates=("mean",), derived=())
+    telemetry = pd.DataFrame({"equipment_id": ["m"], "ts": [0], "a": [np.nan]})
+    with pytest.raises(DataError, match="no feature steps"):
+        StepParts.build(telemetry, config)
