@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -45,6 +46,10 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
     Every option below can also be set by the environment variable shown in its help;
     options given on the command line win. Run `plantwatch COMMAND --help` for a command.
     """
+    # TensorFlow's C++ log (read when it is imported, in the commands that train or score):
+    # without a GPU it reports a failed CUDA start as an error. Our own logs name the device;
+    # TF_CPP_MIN_LOG_LEVEL=0 brings TensorFlow's back.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     ctx.obj = options
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -44,6 +45,27 @@ def test_help_does_not_import_heavy_libraries() -> None:
         [sys.executable, "-c", code, "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "HEAVY []" in out
+
+
+@pytest.mark.parametrize(("given", "seen"), [(None, "3"), ("0", "0")])
+def test_tensorflow_cpp_log_is_quiet_unless_asked(given: str | None, seen: str) -> None:
+    """Commands that import TensorFlow get TF_CPP_MIN_LOG_LEVEL=3 unless the user set it."""
+    code = (
+        "import os, sys; from plantwatch.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('LEVEL', os.environ.get('TF_CPP_MIN_LOG_LEVEL'))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if given is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = given
+    out = subprocess.run(
+        [sys.executable, "-c", code, "train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    assert f"LEVEL {seen}" in out
 
 
 def test_secrets_have_no_option_and_defaults_are_not_printed() -> None:
