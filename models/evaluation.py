@@ -118,14 +118,19 @@ def lead_times(
     """
     leads: list[float] = []
     missed = 0
-    ids = index["equipment_id"].astype(str).to_numpy()
-    starts = index["step_start"].to_numpy(dtype=np.int64)
-    above = np.asarray(p) >= threshold
+    ids = index["equipment_id"].astype(str)
+    rows_of = ids.groupby(ids.to_numpy(), sort=False).indices  # each machine's rows, once
+    all_starts = index["step_start"].to_numpy(dtype=np.int64)
+    all_above = np.asarray(p) >= threshold
     for eid, when in failure_ts.items():
         times = sorted([when] if isinstance(when, int | np.integer) else [int(t) for t in when])
+        mine = rows_of.get(eid)
+        if mine is None:  # no scored window of this machine
+            continue
+        starts, above = all_starts[mine], all_above[mine]
         previous = None
         for ts in times:
-            rows = (ids == eid) & (starts <= ts)
+            rows = starts <= ts
             if previous is not None:
                 rows &= starts > previous
             previous = ts

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_CHUNK_BYTES = 96 << 20  # predict_logits: input bytes gathered per model.predict call
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -174,23 +172,23 @@ def class_weights(y: NDArray[np.float32]) -> dict[int, float]:
 
 
 def predict_logits(model: Model, windows: Windows, batch_size: int = 2048) -> NDArray[np.float32]:
-    """Logits of the windows, (N,)."""
+    """Logits of the windows, (N,).
+
+    Batch by batch with ``predict_on_batch`` (the batches ``predict`` would make, the same
+    numbers), each batch's (n, L, F) input gathered from the step features into one
+    reused array. ``model.predict`` builds a dataset per call: on 2 cores, 120k plant
+    windows scored at 9.9k/s that way and at 16.2k/s batch by batch (bit-identical).
+    """
     if len(windows) == 0:
         return np.zeros(0, dtype=np.float32)
-    # in chunks of whole batches (same batches, same numbers), each chunk's (n, L, F) input
-    # gathered from the step features into one array reused by every chunk (predict copies
-    # it). About _CHUNK_BYTES a chunk: measured on 2 cores, chunks of 170 MB scored at 0.75
-    # and of 470 MB at 0.5 the rate of ~100 MB ones, 60 MB ones at 0.85.
-    per_batch = batch_size * windows.length * windows.n_features * windows.steps.itemsize
-    chunk = batch_size * max(1, round(_CHUNK_BYTES / per_batch))
     buffer = np.empty(
-        (min(chunk, len(windows)), windows.length, windows.n_features), dtype=windows.steps.dtype
+        (min(batch_size, len(windows)), windows.length, windows.n_features),
+        dtype=windows.steps.dtype,
     )
     parts = []
-    for start in range(0, len(windows), chunk):
-        rows = slice(start, start + chunk)
-        n = min(chunk, len(windows) - start)
-        out = model.predict(windows.inputs(rows, out=buffer[:n]), batch_size=batch_size, verbose=0)
+    for start in range(0, len(windows), batch_size):
+        n = min(batch_size, len(windows) - start)
+        out = model.predict_on_batch(windows.inputs(slice(start, start + n), out=buffer[:n]))
         if isinstance(out, dict):
             out = out["logit"]
         parts.append(np.asarray(out, dtype=np.float32).reshape(-1))

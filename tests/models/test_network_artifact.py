@@ -55,19 +55,16 @@ def test_masked_steps_do_not_change_the_output(architecture: str) -> None:
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_predict_logits_in_chunks_equals_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    """predict_logits goes through long inputs in chunks of whole batches (memory)."""
-    from models import training
+def test_predict_logits_batch_by_batch_equals_one_predict_call() -> None:
+    """predict_logits scores batch by batch (no dataset per call): predict's numbers."""
     from models.training import predict_logits
 
     model = build_model(L, 8, "gru-stats", units=4, seed=1)
     w = _windows(n=101)
     whole = np.asarray(model.predict(w.inputs(), batch_size=4, verbose=0)).reshape(-1)
-    batch_bytes = 4 * L * 8 * 4
-    monkeypatch.setattr(training, "_CHUNK_BYTES", 8 * batch_bytes)
-    chunked = predict_logits(model, w, batch_size=4)  # chunks of 32: 4 calls, the last short
-    assert chunked.shape == (101,)
-    np.testing.assert_array_equal(chunked, whole)
+    batched = predict_logits(model, w, batch_size=4)  # 26 batches, the last of 1
+    assert batched.shape == (101,)
+    np.testing.assert_array_equal(batched, whole)
     assert predict_logits(model, w.select(np.arange(0))).shape == (0,)
 
 
