@@ -173,11 +173,11 @@ def step_features(telemetry: pd.DataFrame, window: WindowConfig) -> Steps:
 class StepParts:
     """Step features built for groups of machines, not yet put together.
 
-    :meth:`steps` puts them into one array, or into one per set of machines (a split
-    into training and validation machines): the parts are copied into a buffer whose
-    pages are written only as each part arrives, and each part is freed once copied, so
-    the whole costs about its steps once, not twice (a concatenation, or a split by
-    copying rows).
+    :meth:`steps` puts them into one array, :meth:`split` into one per set of machines
+    (training and validation machines): the parts are copied into a buffer whose pages
+    are written only as each part arrives, and each part is freed once copied, so the
+    whole costs about its steps once, not twice (a concatenation, or a split by copying
+    rows).
     """
 
     parts: list[tuple[F64, pd.DataFrame]]
