@@ -153,11 +153,6 @@ class Steps:
     X: F64
     index: pd.DataFrame
 
-    def of(self, machines: list[str]) -> Steps:
-        """The steps of some machines."""
-        rows = self.index["equipment_id"].isin(machines).to_numpy()
-        return Steps(self.X[rows], self.index.iloc[rows].reset_index(drop=True))
-
 
 def step_features(telemetry: pd.DataFrame, window: WindowConfig) -> Steps:
     """Feature vectors of every step of complete histories.
@@ -206,7 +201,7 @@ class StepParts:
         return self._assemble([np.ones(len(self.index), dtype=bool)], [self.index])[0]
 
     def split(self, *groups: list[str]) -> list[Steps]:
-        """The steps of each set of machines, as :meth:`Steps.of` would give them.
+        """The steps of each set of machines, in their order among all steps.
 
         The sets' arrays are consecutive slices of one buffer (consumes the parts).
         """

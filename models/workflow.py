@@ -110,17 +110,18 @@ def train_artifact(
             history, window, sequence_length, horizon_steps, folds, seed, min_steps,
             age_feature, aux_h,
         )  # fmt: skip
-        history = replace(history, telemetry=history.telemetry.iloc[:0])  # memory: in windows now
-        ensemble = train_ensemble(prepared, lambda k: build(prepared.n_inputs, k), config, device)
-        model, val, val_logits = ensemble.model, ensemble.oof, ensemble.oof_logits
-        results = ensemble.results
     else:
         prepared = prepare(
             history, window, sequence_length, horizon_steps, validation_fraction, seed,
             min_steps, age_feature, aux_h,
         )  # fmt: skip
+    history = replace(history, telemetry=history.telemetry.iloc[:0])  # memory: in windows now
+    if folds > 1:
+        ensemble = train_ensemble(prepared, lambda k: build(prepared.n_inputs, k), config, device)
+        model, val, val_logits = ensemble.model, ensemble.oof, ensemble.oof_logits
+        results = ensemble.results
+    else:
         model = build(prepared.n_inputs)
-        history = replace(history, telemetry=history.telemetry.iloc[:0])  # memory: in windows now
         results = [train(model, prepared.train, prepared.val, config, device=device)]
         model, val = serving_model(model), prepared.val
         val_logits = predict_logits(model, val)
