@@ -9,6 +9,7 @@ Metric names (all prefixed ``plantwatch_alerting_``):
 - ``tickets_total``: tickets opened.
 - ``influx_retries_total``: failed InfluxDB writes that were retried.
 - ``batch_seconds``: time to process and durably finish one polled batch.
+- ``lag``: records not yet read from the assigned partitions, after the last poll.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 @dataclass
@@ -29,6 +30,7 @@ class AlertMetrics:
     points: int = 0
     tickets: int = 0
     retries: int = 0
+    lag: int = 0
     dead: Tally[str] = field(default_factory=Tally)
     events: Tally[str] = field(default_factory=Tally)
 
@@ -42,6 +44,9 @@ class AlertMetrics:
         self._dead = Counter(p + "dead_letters", "Records sent to the DLQ", ["reason"], registry=r)
         self._events = Counter(p + "events", "Alert events", ["kind"], registry=r)
         self.batch_seconds = Histogram(p + "batch_seconds", "Seconds per polled batch", registry=r)
+        self._lag = Gauge(
+            p + "lag", "Records not yet read from the assigned partitions", registry=r
+        )
 
     def add(
         self, consumed: int, points: int, tickets: int, dead: Tally[str], events: Tally[str]
@@ -65,17 +70,22 @@ class AlertMetrics:
         self.retries += 1
         self._retries.inc()
 
+    def set_lag(self, lag: int) -> None:
+        """Record the current lag."""
+        self.lag = lag
+        self._lag.set(lag)
+
     def line(self, rate: float) -> str:
         """One log line with every counter.
 
         >>> m = AlertMetrics()
         >>> m.add(5, 6, 1, Tally({"bad_record": 1}), Tally({"transition": 1}))
         >>> m.line(2.5)
-        'alert: consumed=5 points=6 events=1 (transition=1) tickets=1 dead_letters=1 rate=2/s'
+        'alert: consumed=5 points=6 events=1 (transition=1) tickets=1 dead_letters=1 lag=0 rate=2/s'
         """
         kinds = ",".join(f"{k}={v}" for k, v in sorted(self.events.items()))
         return (
             f"alert: consumed={self.consumed} points={self.points} "
             f"events={sum(self.events.values())} ({kinds or 'none'}) tickets={self.tickets} "
-            f"dead_letters={sum(self.dead.values())} rate={rate:.0f}/s"
+            f"dead_letters={sum(self.dead.values())} lag={self.lag} rate={rate:.0f}/s"
         )

@@ -39,7 +39,7 @@ from alerting.state import AlertEvent, MachineState, check_deadman, opens_ticket
 from alerting.tickets import new_ticket
 from ingest.dlq import DeadLetter, dead_letter
 from models.predictions import Prediction, decode_prediction
-from plantwatch.idle import IdleExit, kafka_probe
+from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
 
 log = logging.getLogger("plantwatch.alerting")
 
@@ -369,6 +369,7 @@ class AlertingService:
             if polled:
                 with self.metrics.batch_seconds.time():
                     self.process(polled)
+            self.metrics.set_lag(consumer_lag(self._consumer))  # every poll, as ingest's
             backlog = sum(len(v) for v in polled.values()) >= self.config.max_poll_records
             if now - last_dead >= self.config.deadman_every_s and not backlog:
                 self.check_deadman()

@@ -417,7 +417,9 @@ class IngestService:
             if polled:
                 with self.metrics.batch_seconds.time():
                     self.process(polled)
-                self.metrics.set_lag(consumer_lag(self._consumer))
+            # Every turn, empty polls too: a read_committed consumer skips an aborted
+            # transaction's records without returning any, and the gauge must follow.
+            self.metrics.set_lag(consumer_lag(self._consumer))
             if now - self._last_log >= self.config.log_every_s:
                 rate = (self.metrics.consumed - self._logged_consumed) / (now - self._last_log)
                 emit(self.metrics.line(rate) + self._feature_note())

@@ -8,7 +8,7 @@ Metric names (all prefixed ``plantwatch_scorer_``):
 - ``dead_letters_total{reason}``: feature records sent to the scorer's DLQ.
 - ``batch_size``: windows per flushed batch (histogram).
 - ``model_seconds``: model time (all calls, attribution included) per batch (histogram).
-- ``lag``: records behind the end of the assigned partitions, at the last flush.
+- ``lag``: records behind the end of the assigned partitions, at the last commit or empty poll.
 """
 
 from __future__ import annotations

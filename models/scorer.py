@@ -301,6 +301,8 @@ class ScorerService:
                 if polled:
                     batch.since = now if batch.since is None else batch.since
                     self.batcher.add(polled, batch, self.model)
+                else:  # commits set the gauge; an empty poll may still move the position
+                    self.metrics.set_lag(consumer_lag(self._consumer))  # (aborted records)
                 if flight is not None and flight.future.done():
                     batch = batch if self.finish(flight) else Batch()
                     flight = None

@@ -128,8 +128,10 @@ def consumer_lag(consumer: Any) -> int:
     Per partition: the high watermark of its last fetch minus the consumer's position
     (Kafka's own ``records-lag``), without a transaction's trailing commit marker (see
     :func:`records_to_read`), so a consumer of a transactional topic that read everything
-    has lag 0, not one per partition. Asks the broker nothing: a partition without a
-    fetch (no high watermark) or without a position yet is left out.
+    has lag 0, not one per partition. One record left unread from a fetch (a poll capped
+    by ``max_records``) looks the same and also counts 0, until the next poll reads it.
+    Asks the broker nothing: a partition without a fetch (no high watermark) or without a
+    position yet is left out.
     """
     from kafka.errors import KafkaError
 

@@ -30,6 +30,9 @@ class FakeConsumer:
     values: the log's message values (key ``b"m"``, timestamp ``timestamp``).
     chunk: most records per poll (also bounded by the poll's ``max_records``).
     sleep_when_empty: an empty poll takes its timeout in wall time, as a real one does.
+    aborted_tail: offsets after the log that a read_committed consumer skips (an aborted
+        transaction's records): the high watermark counts them, and the first empty poll
+        at the end of the log moves the position past them without returning a record.
     """
 
     def __init__(
@@ -39,10 +42,13 @@ class FakeConsumer:
         chunk: int = 1 << 30,
         timestamp: int = 0,
         sleep_when_empty: bool = False,
+        aborted_tail: int = 0,
     ) -> None:
         self.tp = tp
         self.log = [Message(i, b"m", v, timestamp) for i, v in enumerate(values)]
         self.chunk, self.sleep_when_empty = chunk, sleep_when_empty
+        self.aborted_tail = aborted_tail
+        self.empty_polls = 0
         self.offset = 0  # the next record to hand out
         self.committed_offset: int | None = None
         self.listener: Any = None
@@ -59,6 +65,8 @@ class FakeConsumer:
         self.offset += len(got)
         if got:
             return {self.tp: got}
+        self.offset = max(self.offset, self.highwater(self.tp))  # past the aborted tail
+        self.empty_polls += 1
         if self.drained_at is None:
             self.drained_at = time.monotonic()
         if self.sleep_when_empty:
@@ -83,7 +91,7 @@ class FakeConsumer:
         return self.offset
 
     def highwater(self, tp: TopicPartition) -> int:
-        return len(self.log)
+        return len(self.log) + self.aborted_tail
 
     def group_metadata(self) -> str:
         return "group"

@@ -3,7 +3,8 @@
 A burst of feature records smaller than the maximum batch, then silence: the batch must be
 scored once the input is drained (``drained_ms`` without a record while the model is
 idle), not after the maximum wait. The fake consumer's polls take their timeout in wall
-time when there is nothing to return, as a real consumer's do.
+time when there is nothing to return, as a real consumer's do. And the lag gauge after an
+empty poll that skipped an aborted transaction's records (0, not the count at the commit).
 """
 
 from __future__ import annotations
@@ -83,3 +84,40 @@ def test_a_burst_smaller_than_a_batch_is_scored_once_the_input_is_drained(
         assert waited < 1.0, f"scored {waited:.2f}s after the input was drained"
     else:  # drained_ms beyond max_wait_ms: the batch waits for max_wait_ms as before
         assert waited >= max_wait_ms / 1000 - 0.5
+
+
+class _AbortsAfterCommit(_Producer):
+    """At its commit, 3 records of another producer's aborted transaction follow the log."""
+
+    def __init__(self, stop: threading.Event, consumer: FakeConsumer) -> None:
+        super().__init__(stop)
+        self.consumer = consumer
+
+    def commit_transaction(self) -> None:
+        self.consumer.aborted_tail = 3
+
+
+class _StopsAfterEmptyPolls(FakeConsumer):
+    def __init__(self, stop: threading.Event, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop = stop
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, Any]:
+        got = super().poll(timeout_ms, max_records)
+        if self.aborted_tail and self.empty_polls >= 3:
+            self.stop.set()
+        return got
+
+
+def test_the_lag_gauge_follows_an_empty_poll_past_aborted_records(tmp_path: Path) -> None:
+    values = [feature_record("m0", s) for s in range(MIN_STEPS + 2)]
+    stop = threading.Event()
+    consumer = _StopsAfterEmptyPolls(stop, TP, values)
+    producer = _AbortsAfterCommit(stop, consumer)
+    servable = load_servable(make_artifact(tmp_path / "m", seed=1), WINDOW, "cpu:0", 64)
+    config = ScorerConfig(max_batch=64, max_wait_ms=3_000, drained_ms=20)
+    service = ScorerService(consumer, producer, servable, WINDOW, config)
+    service.run(stop, idle_exit_s=None)
+    assert consumer.offset == len(values) + 3  # an empty poll moved past the aborted records
+    assert producer.commits  # the batch committed while the 3 records were still ahead
+    assert service.metrics.lag == 0  # not 3, the count at the commit

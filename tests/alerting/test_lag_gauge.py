@@ -1,0 +1,67 @@
+"""The alerting stage's lag gauge follows its consumer (pure logic, fake Kafka).
+
+The loop's batch work (InfluxDB, store, tickets) is replaced by a no-op here: what is
+checked is that every poll, empty ones included, sets ``plantwatch_alerting_lag`` to the
+records left to read (the lag rule itself is tested against a real broker in
+``tests/plantwatch/test_kafka_integration.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+from prometheus_client import generate_latest
+
+from alerting.service import AlertConfig, AlertingService
+from tests.fake_kafka import FakeConsumer
+
+TP = TopicPartition("predictions", 0)
+
+
+class _Consumer(FakeConsumer):
+    """Sets ``stop`` after ``polls`` polls."""
+
+    def __init__(self, stop: threading.Event, polls: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stop, self.polls = stop, polls
+
+    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, Any]:
+        got = super().poll(timeout_ms, max_records)
+        self.polls -= 1
+        if self.polls == 0:
+            self.stop.set()
+        return got
+
+
+def _run(polls: int, aborted_tail: int = 0) -> AlertingService:
+    stop = threading.Event()
+    consumer = _Consumer(stop, polls, TP, [b"p"] * 6, chunk=2, aborted_tail=aborted_tail)
+    service = AlertingService(
+        consumer,
+        None,
+        None,  # writer, store, rules: never reached (process is replaced)
+        None,
+        None,
+        AlertConfig(poll_timeout_ms=0, deadman_every_s=3600),
+        lambda: None,
+        lambda v: True,
+    )
+    service.process = lambda polled: len(polled)
+    service.run(stop)
+    return service
+
+
+@pytest.mark.parametrize(("polls", "lag"), [(1, 4), (2, 2), (3, 0)])
+def test_the_lag_gauge_counts_the_records_left_after_each_poll(polls: int, lag: int) -> None:
+    service = _run(polls)
+    assert service.metrics.lag == lag
+    text = generate_latest(service.metrics.registry).decode()
+    assert f"plantwatch_alerting_lag {float(lag)}" in text
+
+
+def test_an_empty_poll_past_aborted_records_brings_the_lag_to_zero() -> None:
+    service = _run(polls=4, aborted_tail=2)  # 3 polls read the 6 records, the 4th skips 2
+    assert service.metrics.lag == 0
