@@ -8,6 +8,7 @@ test (what a commit does is what the test checks).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ class FakeConsumer:
     values: the log's message values (key ``b"m"``, timestamp ``timestamp``).
     chunk: most records per poll (also bounded by the poll's ``max_records``).
     sleep_when_empty: an empty poll takes its timeout in wall time, as a real one does.
+    on_poll: called with the consumer after each poll (e.g. to set a loop's stop event).
     aborted_tail: offsets after the log that a read_committed consumer skips (an aborted
         transaction's records): the high watermark counts them, and the first empty poll
         at the end of the log moves the position past them without returning a record.
@@ -43,12 +45,15 @@ class FakeConsumer:
         timestamp: int = 0,
         sleep_when_empty: bool = False,
         aborted_tail: int = 0,
+        on_poll: Callable[[FakeConsumer], object] | None = None,
     ) -> None:
         self.tp = tp
         self.log = [Message(i, b"m", v, timestamp) for i, v in enumerate(values)]
         self.chunk, self.sleep_when_empty = chunk, sleep_when_empty
         self.aborted_tail = aborted_tail
         self.empty_polls = 0
+        self.polls = 0
+        self.on_poll = on_poll
         self.offset = 0  # the next record to hand out
         self.committed_offset: int | None = None
         self.listener: Any = None
@@ -58,6 +63,13 @@ class FakeConsumer:
         self.listener = listener
 
     def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[Message]]:
+        got = self._poll(timeout_ms, max_records)
+        self.polls += 1
+        if self.on_poll is not None:
+            self.on_poll(self)
+        return got
+
+    def _poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[Message]]:
         if self.listener is not None:
             self.listener.on_partitions_assigned({self.tp})
             self.listener = None

@@ -9,7 +9,6 @@ records left to read (the lag rule itself is tested against a real broker in
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import pytest
 from kafka import TopicPartition
@@ -21,24 +20,15 @@ from tests.fake_kafka import FakeConsumer
 TP = TopicPartition("predictions", 0)
 
 
-class _Consumer(FakeConsumer):
-    """Sets ``stop`` after ``polls`` polls."""
-
-    def __init__(self, stop: threading.Event, polls: int, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.stop, self.polls = stop, polls
-
-    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, Any]:
-        got = super().poll(timeout_ms, max_records)
-        self.polls -= 1
-        if self.polls == 0:
-            self.stop.set()
-        return got
-
-
 def _run(polls: int, aborted_tail: int = 0) -> AlertingService:
     stop = threading.Event()
-    consumer = _Consumer(stop, polls, TP, [b"p"] * 6, chunk=2, aborted_tail=aborted_tail)
+    consumer = FakeConsumer(
+        TP,
+        [b"p"] * 6,
+        chunk=2,
+        aborted_tail=aborted_tail,
+        on_poll=lambda c: c.polls == polls and stop.set(),
+    )
     service = AlertingService(
         consumer,
         None,

@@ -22,20 +22,6 @@ NOW_MS = 1_795_000_000_000
 TP = TopicPartition("telemetry", 0)
 
 
-class _Consumer(FakeConsumer):
-    """Sets ``stop`` after its second empty poll."""
-
-    def __init__(self, stop: threading.Event, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.stop = stop
-
-    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, Any]:
-        got = super().poll(timeout_ms, max_records)
-        if self.empty_polls >= 2:
-            self.stop.set()
-        return got
-
-
 class _Producer:
     def init_transactions(self) -> None:
         pass
@@ -61,10 +47,19 @@ class _Sink:
         pass
 
 
-def _run(aborted_tail: int = 0, max_messages: int | None = None) -> tuple[IngestService, _Consumer]:
+def _run(
+    aborted_tail: int = 0, max_messages: int | None = None
+) -> tuple[IngestService, FakeConsumer]:
     values = [encode(Telemetry("m", NOW_MS - 60_000 + i * 1000, {"t": 1.0})) for i in range(5)]
     stop = threading.Event()
-    consumer = _Consumer(stop, TP, values, chunk=2, timestamp=NOW_MS, aborted_tail=aborted_tail)
+    consumer = FakeConsumer(
+        TP,
+        values,
+        chunk=2,
+        timestamp=NOW_MS,
+        aborted_tail=aborted_tail,
+        on_poll=lambda c: c.empty_polls >= 2 and stop.set(),
+    )
     service = IngestService(
         consumer,
         _Producer(),

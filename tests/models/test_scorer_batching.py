@@ -97,22 +97,12 @@ class _AbortsAfterCommit(_Producer):
         self.consumer.aborted_tail = 3
 
 
-class _StopsAfterEmptyPolls(FakeConsumer):
-    def __init__(self, stop: threading.Event, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.stop = stop
-
-    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, Any]:
-        got = super().poll(timeout_ms, max_records)
-        if self.aborted_tail and self.empty_polls >= 3:
-            self.stop.set()
-        return got
-
-
 def test_the_lag_gauge_follows_an_empty_poll_past_aborted_records(tmp_path: Path) -> None:
     values = [feature_record("m0", s) for s in range(MIN_STEPS + 2)]
     stop = threading.Event()
-    consumer = _StopsAfterEmptyPolls(stop, TP, values)
+    consumer = FakeConsumer(
+        TP, values, on_poll=lambda c: c.aborted_tail and c.empty_polls >= 3 and stop.set()
+    )
     producer = _AbortsAfterCommit(stop, consumer)
     servable = load_servable(make_artifact(tmp_path / "m", seed=1), WINDOW, "cpu:0", 64)
     config = ScorerConfig(max_batch=64, max_wait_ms=3_000, drained_ms=20)
