@@ -7,7 +7,8 @@ serving compute identical features:
 
 - :func:`window_partials` merges the partials of the last ``window_steps`` steps;
 - :func:`step_features` turns merged partials plus the carried state of each machine
-  into the feature vector of one step, and returns the new carried state.
+  into the feature vector of one step, and returns the new carried state;
+- :func:`silent_steps` tells, from the vectors alone, which steps had no reading at all.
 
 Times inside partials are seconds since the start of their step, so sums stay small.
 """
@@ -212,6 +213,30 @@ def step_features(
     parts = [columns[name] for name in (*config.aggregates, *config.derived, *FLAGS)]
     vectors = np.stack(parts, axis=-1).reshape(window.shape[0], -1)
     return vectors, Carry(last_value, last_ts, gap_run, mean.copy())
+
+
+def silent_steps(vectors: F64, config: WindowConfig) -> NDArray[np.bool_]:
+    """Which step vectors (rows) had no reading of any sensor in their window.
+
+    Such a step is emitted all the same (gaps are explicit: filled for ``max_fill_steps``,
+    then missing), e.g. while a machine is down between a failure and its repair, or when
+    its messages were lost. A sensor had no reading when it is flagged ``filled`` or its
+    first aggregate is missing (NaN; a ``count`` of 0 when that is the first aggregate).
+    The scorer does not score a silent step, and ``plantwatch evaluate`` replays tickets
+    without them, the same way.
+
+    >>> config = WindowConfig(sensors=("a", "b"), aggregates=("mean",), derived=())
+    >>> nan = float("nan")
+    >>> rows = [[1.0, 0, 0, 0, nan, 0, 0, 0], [1.0, 1, 0, 0, 2.0, 1, 0, 0], [nan, 0, 0, 0] * 2]
+    >>> silent_steps(np.array(rows), config).tolist()  # mean, filled, stuck, out_of_range
+    [False, True, True]
+    """
+    per_sensor = vectors.reshape(len(vectors), len(config.sensors), config.per_sensor)
+    first = per_sensor[..., 0]
+    empty = (first == 0.0) if config.aggregates[0] == "count" else np.isnan(first)
+    filled = per_sensor[..., len(config.aggregates) + len(config.derived)] == 1.0
+    silent: NDArray[np.bool_] = np.all(empty | filled, axis=1)
+    return silent
 
 
 def _since_cap(config: WindowConfig) -> float:

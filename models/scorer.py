@@ -103,7 +103,7 @@ class ScorerService:
         self.config = config
         self.metrics = metrics or ScorerMetrics()
         self.watcher = watcher
-        self.batcher = Batcher(self._new_buffers(), self.fingerprint)
+        self.batcher = Batcher(self._new_buffers(), self.fingerprint, self.window)
         self._pending_rewind: set[Any] = set()
         self._revoked = threading.Event()
         self._errors: list[BaseException] = []
@@ -133,7 +133,7 @@ class ScorerService:
 
     def rebuild_all(self) -> None:
         """Forget every window; rewind every assigned partition before its next record."""
-        self.batcher = Batcher(self._new_buffers(), self.fingerprint)
+        self.batcher = Batcher(self._new_buffers(), self.fingerprint, self.window)
         self._pending_rewind.update(self._consumer.assignment())
 
     def _rewind(self, polled: dict[Any, list[Any]]) -> None:
@@ -228,7 +228,9 @@ class ScorerService:
                 f"{first}); stopping so that the batch is replayed"
             )
         self.metrics.model_seconds.observe(batch.model_seconds)
-        self.metrics.add(batch.records, len(preds), batch.warming, batch.duplicates, batch.reasons)
+        self.metrics.add(
+            batch.records, len(preds), batch.warming, batch.duplicates, batch.reasons, batch.silent
+        )
         self.metrics.set_lag(consumer_lag(self._consumer))
         return True
 

@@ -2,8 +2,10 @@
 
 :class:`Batcher` decodes one poll's records (refusals become dead letters), normalizes them
 with the served model's spec, pushes them into the machines' windows and queues each
-advanced window that has at least ``min_steps`` real steps; records below a partition's
-replay mark only rebuild windows. :func:`score` turns a batch's windows into predictions
+advanced window that has at least ``min_steps`` real steps and whose step had a reading
+(:func:`features.core.silent_steps`: a machine that is down or whose messages were lost
+gets no prediction for that step); records below a partition's replay mark only rebuild
+windows. :func:`score` turns a batch's windows into predictions
 (model calls of pinned sizes, top sensors for the windows near or above the threshold).
 """
 
@@ -16,6 +18,8 @@ from typing import Any, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from features.config import WindowConfig
+from features.core import silent_steps
 from features.spec import normalize
 from ingest.dlq import DeadLetter, dead_letter
 from models.backend import aligned_empty
@@ -45,6 +49,7 @@ class Batch:
     reasons: Counter[str] = field(default_factory=Counter)
     records: int = 0
     warming: int = 0
+    silent: int = 0
     duplicates: int = 0
     since: float | None = None
     model_seconds: float = 0.0
@@ -57,6 +62,7 @@ class Batcher:
     Attributes:
         buffers: the machines' windows.
         fingerprint: the feature rules' fingerprint records must carry.
+        window: those feature rules (to tell silent steps; None: every step is scored).
         machines_of: the machines seen per partition (for rewinds).
         replay_until: per replaying partition, its committed offset.
         rewinds: per (partition, segment), when its rewind offset was last computed, and it.
@@ -64,6 +70,7 @@ class Batcher:
 
     buffers: MachineBuffers
     fingerprint: str
+    window: WindowConfig | None = None
     machines_of: dict[Any, set[str]] = field(default_factory=dict)
     replay_until: dict[Any, int] = field(default_factory=dict)
     rewinds: dict[tuple[Any, bool], tuple[float, int]] = field(default_factory=dict)
@@ -177,8 +184,10 @@ class Batcher:
                     )
                     batch.reasons[code] += 1
             if good:
-                Z = normalize(model.artifact.spec, np.stack([r.values for _, r in good]))
-                self._push(tp, good, Z.astype(np.float32), until, batch, min_steps)
+                X = np.stack([r.values for _, r in good])
+                silent = None if self.window is None else silent_steps(X, self.window)
+                Z = normalize(model.artifact.spec, X)
+                self._push(tp, good, Z.astype(np.float32), silent, until, batch, min_steps)
             if until is not None and batch.offsets[tp] >= until:
                 del self.replay_until[tp]
 
@@ -187,6 +196,7 @@ class Batcher:
         tp: Any,
         good: list[tuple[Any, Any]],
         Z: Any,
+        silent: NDArray[np.bool_] | None,
         until: int | None,
         batch: Batch,
         min_steps: int,
@@ -195,7 +205,7 @@ class Batcher:
         buffers = self.buffers
         x = self._rows(batch, len(good))
         queued = 0
-        for (message, record), z in zip(good, Z, strict=True):
+        for i, ((message, record), z) in enumerate(zip(good, Z, strict=True)):
             eid = record.equipment_id
             verdict = buffers.push(eid, record.step_start, z, message.offset)
             machines.add(eid)
@@ -206,6 +216,9 @@ class Batcher:
                 continue
             if buffers.history(eid)[0] < min_steps:
                 batch.warming += 1
+                continue
+            if silent is not None and silent[i]:
+                batch.silent += 1
                 continue
             steps, age = buffers.copy_window(eid, x[queued])
             queued += 1

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from features.config import WindowConfig
+from features.core import silent_steps
 from models.artifact import ModelMeta, load_artifact, save_artifact
 from models.data import History, drop_readings, fingerprint, load_source
 from models.ensemble import prepare_folds, train_ensemble
@@ -212,7 +213,8 @@ def evaluate_artifact(
     """Metrics of a saved model on a data source (C-MAPSS protocol for cmapss: data).
 
     For ``history:`` data also the tickets that the alert ``rules`` (default
-    :class:`alerting.rules.Rules`) would open from every window's score, against the
+    :class:`alerting.rules.Rules`) would open from the scores the scorer would emit (every
+    window but those ending in a silent step, :func:`features.core.silent_steps`), against the
     failures (:func:`models.tickets.ticket_metrics`, a ticket counts for a failure that
     follows within ``max_lead_steps``, default 2 H). ``lost_readings`` scores the data as
     a stream that lost that fraction of its readings (seeded by ``seed``). With
@@ -249,12 +251,10 @@ def evaluate_artifact(
         y, index = windows.y, every.index
         p, p_every = artifact.predict_proba(windows), artifact.predict_proba(every)
     else:
-        # every window once (as the scorer emits them): its scores make the tickets, and
-        # the labelled ones (make_windows with events keeps exactly these) the metrics
-        stream = make_windows(
-            step_features(history.telemetry, spec.window), spec, None, meta.horizon_steps,
-            meta.min_steps, age_scale=meta.age_scale,
-        )  # fmt: skip
+        # every window once: the labelled ones (make_windows with events keeps exactly
+        # these) make the metrics, and those the scorer emits (not the silent steps of a
+        # machine that is down or lost its messages) the tickets
+        stream, emitted = scored_windows(history.telemetry, spec, meta)
         p_stream = artifact.predict_proba(stream)
         labels, keep = window_labels(
             stream.index, history.events, meta.horizon_steps * spec.window.step_ms
@@ -267,8 +267,8 @@ def evaluate_artifact(
         rules = rules or Rules()
         variants = [rules.at_level(level) for level in levels]
         tickets, *at_levels = _tickets(
-            meta.horizon_steps, stream.index, p_stream, history.events, [rules, *variants],
-            max_lead_steps, spec.window.step_ms,
+            meta.horizon_steps, stream.index[emitted], p_stream[emitted], history.events,
+            [rules, *variants], max_lead_steps, spec.window.step_ms,
         )  # fmt: skip
         by_level = [
             {"level": level, "reset": at.ticket_reset} | figures
@@ -301,6 +301,21 @@ def evaluate_artifact(
             plots / "risk_over_time.png",
         )
     return metrics
+
+
+def scored_windows(telemetry: Any, spec: Any, meta: Any) -> tuple[Windows, np.ndarray]:
+    """Every window of a telemetry history, unlabelled, and which of them the scorer emits.
+
+    The scorer emits a window when its last step had a reading
+    (:func:`features.core.silent_steps`): not while a machine is down between a failure and
+    its repair, nor for a step whose messages were all lost.
+    """
+    steps = step_features(telemetry, spec.window)
+    heard = ~silent_steps(steps.X, spec.window)
+    stream = make_windows(
+        steps, spec, None, meta.horizon_steps, meta.min_steps, age_scale=meta.age_scale
+    )
+    return stream, heard[stream.end]
 
 
 def _tickets(

@@ -133,6 +133,36 @@ def test_train_writes_artifact_and_evaluate_scores_it(
     ]
 
 
+def test_tickets_are_replayed_on_the_windows_the_scorer_emits(
+    trained: Path, sim_files: tuple[Path, Path]
+) -> None:
+    """Not on a silent step: no reading while a machine is down between failure and repair."""
+    from models.artifact import load_artifact
+    from models.data import load_source
+    from models.workflow import scored_windows
+    from plantwatch.presets import PRESETS
+
+    window = PRESETS["plant"]
+    artifact = load_artifact(trained, window)
+    history = load_source(f"history:{sim_files[0]}", window.step_ms, window.sensors)
+    stream, emitted = scored_windows(history.telemetry, artifact.spec, artifact.meta)
+    t = history.telemetry
+    heard = set(zip(t["equipment_id"], t["ts"] // window.step_ms * window.step_ms, strict=True))
+    ids, starts = stream.index["equipment_id"], stream.index["step_start"]
+    assert emitted.tolist() == [(e, s) in heard for e, s in zip(ids, starts, strict=True)]
+    ev = history.events.sort_values("ts")
+    down = np.zeros(len(stream), dtype=bool)
+    for eid, rows in ev.groupby("equipment_id"):
+        kinds, ts = rows["kind"].tolist(), rows["ts"].tolist()
+        for k, (kind, at) in enumerate(zip(kinds, ts, strict=True)):
+            if kind == "failure" and k + 1 < len(kinds) and kinds[k + 1] == "repair":
+                down |= (
+                    (ids == eid) & (starts > at) & (starts + window.step_ms < ts[k + 1])
+                ).to_numpy()
+    assert down.sum() > 100  # the simulator's repairs: steps emitted (gap-filled) while down
+    assert not emitted[down].any()  # ... and none of them would open a ticket
+
+
 def test_evaluate_lost_readings_max_lead_and_alert_rules_from_settings(
     trained: Path, sim_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

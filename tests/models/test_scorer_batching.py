@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from kafka import OffsetAndMetadata, TopicPartition
 
@@ -111,3 +112,35 @@ def test_the_lag_gauge_follows_an_empty_poll_past_aborted_records(tmp_path: Path
     assert consumer.offset == len(values) + 3  # an empty poll moved past the aborted records
     assert producer.commits  # the batch committed while the 3 records were still ahead
     assert service.metrics.lag == 0  # not 3, the count at the commit
+
+
+def test_a_step_without_readings_is_kept_in_the_window_but_not_scored(tmp_path: Path) -> None:
+    from features.records import encode_feature
+    from models.predictions import decode_prediction
+    from tests.models.tiny import machine_values
+
+    def record(step: int, silent: bool) -> bytes:
+        values = machine_values("m0", step)
+        if silent:  # no reading: every sensor's mean missing (this config fills nothing)
+            values[0::4] = np.nan
+        else:
+            values[0::4] = 1.0
+        start = step * WINDOW.step_ms
+        return encode_feature("m0", start, start + WINDOW.step_ms, WINDOW.fingerprint(), values)
+
+    quiet = {MIN_STEPS + 1, MIN_STEPS + 2}  # a machine down for two steps, then back
+    steps = range(MIN_STEPS + 5)
+    values = [record(s, s in quiet) for s in steps]
+    stop = threading.Event()
+    consumer = FakeConsumer(TP, values, on_poll=lambda c: c.empty_polls >= 3 and stop.set())
+    producer = _Producer(stop)
+    producer.commit_transaction = lambda: None  # keep polling until the input is drained
+    servable = load_servable(make_artifact(tmp_path / "m", seed=1), WINDOW, "cpu:0", 64)
+    config = ScorerConfig(max_batch=64, max_wait_ms=3_000, drained_ms=20)
+    service = ScorerService(consumer, producer, servable, WINDOW, config)
+    service.run(stop)
+    ends = sorted(decode_prediction(v)[0].window_end for v in producer.sent)
+    expected = [(s + 1) * WINDOW.step_ms for s in steps if s >= MIN_STEPS - 1 and s not in quiet]
+    assert ends == expected
+    assert service.metrics.silent == 2
+    assert service.metrics.warming == MIN_STEPS - 1
