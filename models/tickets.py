@@ -10,8 +10,10 @@ model is also judged here: every window of the history is scored, as the scorer 
 (:func:`alerting.offline.replay_tickets`) and the tickets are compared with the failures
 by the rules of ``plantwatch report`` (:func:`plantwatch.groundtruth.compare`).
 
-A ticket opened less than ``max_lead`` before a machine's last window cannot be judged
-(a failure may follow after the data ends): it is counted as ``unjudged`` and left out.
+A ticket opened less than ``max_lead`` before a machine's last window and followed by no
+failure cannot be judged (a failure may follow after the data ends): it is counted as
+``unjudged`` and left out of the tickets and the precision. It still catches a failure
+that does follow before the data ends (a true alarm).
 """
 
 from __future__ import annotations
@@ -95,8 +97,7 @@ def _judged(
     """The opened tickets against the failures (those too close to the end unjudged)."""
     from plantwatch.groundtruth import Opened, compare
 
-    judged = [Opened(e, t) for e, t in opened if t <= last[e] - max_lead_ms]
-    c = compare(failures, judged, max_lead_ms)
+    c = compare(failures, [Opened(e, t) for e, t in opened], max_lead_ms, end_ms=last)
     p_, r_ = c.precision, c.recall
     lead = c.median_lead_ms
     return {
@@ -108,6 +109,6 @@ def _judged(
         "ticket_recall": r_,
         "ticket_f1": 2 * p_ * r_ / (p_ + r_) if p_ + r_ > 0 else 0.0,
         "ticket_lead_median": None if lead is None else lead / step_ms,
-        "unjudged": len(opened) - len(judged),
+        "unjudged": c.unjudged,
         "max_lead_steps": max_lead_ms / step_ms,
     }

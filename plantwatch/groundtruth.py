@@ -6,7 +6,10 @@ The rules (pure functions, times in epoch ms of event time):
   ``max_lead_ms`` before it and not after it; its **lead time** is failure time minus the
   earliest such opening. Otherwise it is **missed**.
 - A ticket is a **true alarm** when a failure of its machine follows its opening within
-  ``max_lead_ms``; otherwise it is a **false alarm**.
+  ``max_lead_ms``; otherwise it is a **false alarm**, unless that span reaches past the
+  end of the data (``end_ms``, per machine or one for all): then a failure may still
+  follow, and the ticket is **unjudged**, counted apart. An unjudged ticket is in neither
+  the tickets nor the precision; every ticket, judged or not, can catch a failure.
 
 ``max_lead_ms`` is the model's horizon plus a slack (by default the horizon again): an
 alert a little earlier than the horizon still warned about that failure.
@@ -16,6 +19,8 @@ alert a little earlier than the horizon still warned about that failure.
 >>> r = compare(fails, tickets, max_lead_ms=5_000)
 >>> r.caught, r.missed, r.lead_ms, r.true_alarms, r.false_alarms
 (1, 1, [3000], 1, 1)
+>>> compare(fails, tickets + [Opened("p-3", 9_000)], 5_000, end_ms=12_000).unjudged
+1
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import bisect
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 
@@ -51,9 +56,10 @@ class Comparison:
     caught: int = 0
     missed: int = 0
     lead_ms: list[int] = field(default_factory=list)
-    tickets: int = 0
+    tickets: int = 0  # judged: true_alarms + false_alarms
     true_alarms: int = 0
     false_alarms: int = 0
+    unjudged: int = 0
     missed_failures: list[Failure] = field(default_factory=list)
     false_tickets: list[Opened] = field(default_factory=list)
 
@@ -64,7 +70,7 @@ class Comparison:
 
     @property
     def precision(self) -> float:
-        """True alarms / tickets (0 without tickets)."""
+        """True alarms / judged tickets (0 without any)."""
         return self.true_alarms / self.tickets if self.tickets else 0.0
 
     @property
@@ -73,8 +79,17 @@ class Comparison:
         return float(statistics.median(self.lead_ms)) if self.lead_ms else None
 
 
-def compare(failures: Iterable[Failure], tickets: Iterable[Opened], max_lead_ms: int) -> Comparison:
-    """Match tickets with failures per machine (rules in the module doc)."""
+def compare(
+    failures: Iterable[Failure],
+    tickets: Iterable[Opened],
+    max_lead_ms: int,
+    end_ms: int | Mapping[str, int] | None = None,
+) -> Comparison:
+    """Match tickets with failures per machine (rules in the module doc).
+
+    ``end_ms``: where the data ends (one time, or per machine; the tickets of a machine
+    not in the mapping are all judged). None: every ticket is judged.
+    """
     if max_lead_ms <= 0:
         raise ValueError(f"max_lead_ms must be > 0. Received: max_lead_ms={max_lead_ms}")
     opened: dict[str, list[int]] = defaultdict(list)
@@ -87,7 +102,7 @@ def compare(failures: Iterable[Failure], tickets: Iterable[Opened], max_lead_ms:
     all_failures = sorted(failures, key=lambda f: (f.equipment_id, f.ts_ms))
     for f in all_failures:
         failed[f.equipment_id].append(f.ts_ms)
-    result = Comparison(failures=len(all_failures), tickets=len(all_tickets))
+    result = Comparison(failures=len(all_failures))
     for f in all_failures:
         times = opened.get(f.equipment_id, [])
         first = bisect.bisect_left(times, f.ts_ms - max_lead_ms)
@@ -102,7 +117,18 @@ def compare(failures: Iterable[Failure], tickets: Iterable[Opened], max_lead_ms:
         nxt = bisect.bisect_left(times, t.ts_ms)
         if nxt < len(times) and times[nxt] - t.ts_ms <= max_lead_ms:
             result.true_alarms += 1
+        elif t.ts_ms + max_lead_ms > _end(end_ms, t.equipment_id):
+            result.unjudged += 1
         else:
             result.false_alarms += 1
             result.false_tickets.append(t)
+    result.tickets = result.true_alarms + result.false_alarms
     return result
+
+
+def _end(end_ms: int | Mapping[str, int] | None, equipment_id: str) -> float:
+    if end_ms is None:
+        return float("inf")
+    if isinstance(end_ms, int):
+        return end_ms
+    return end_ms.get(equipment_id, float("inf"))

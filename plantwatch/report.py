@@ -9,7 +9,9 @@ Reads, for one event-time range:
   rewrites the same point, so nothing can be doubled there), tickets in the alerting
   store (``alert_db``);
 
-and compares tickets with failures by the rules of :mod:`plantwatch.groundtruth`. The
+and compares tickets with failures by the rules of :mod:`plantwatch.groundtruth` (a ticket
+opened less than ``max_lead`` before the range's end with no failure after it yet is not
+judged: it is counted apart, not as a false alarm). The
 PNG shows risk over time of a few machines that failed, with failures and ticket
 openings marked.
 """
@@ -59,6 +61,7 @@ class RunReport:
 
     start_ms: int
     end_ms: int
+    max_lead_ms: int = 0
     records: int = 0
     dead_letters: int = 0
     produced: dict[str, int] = field(default_factory=dict)  # per machine, on the topic
@@ -81,7 +84,13 @@ class RunReport:
             f"failures (truth)       {c.failures}: caught {c.caught}, missed {c.missed} "
             f"(recall {c.recall:.0%}); median lead time {step}",
             f"false alarms           {c.false_alarms} of {c.tickets} tickets "
-            f"(precision {c.precision:.0%})",
+            f"(precision {c.precision:.0%})"
+            + (
+                f"; {c.unjudged} more opened within {self.max_lead_ms / 60_000:.0f} min of "
+                "the range's end, not judged yet"
+                if c.unjudged
+                else ""
+            ),
         ]
 
     def to_doc(self) -> dict[str, Any]:
@@ -101,6 +110,7 @@ class RunReport:
             "missed": c.missed,
             "lead_ms": c.lead_ms,
             "false_alarms": c.false_alarms,
+            "unjudged": c.unjudged,
             "recall": c.recall,
             "precision": c.precision,
         }
@@ -245,7 +255,7 @@ def build_report(
     settings: Settings, start_ms: int, end_ms: int, max_lead_ms: int, client: Any
 ) -> RunReport:
     """Gather every figure of the range (Kafka, InfluxDB, the ticket store)."""
-    report = RunReport(start_ms, end_ms)
+    report = RunReport(start_ms, end_ms, max_lead_ms)
     report.records = sum(1 for _ in read_topic(settings, settings.topic_telemetry))
     report.dead_letters = sum(1 for _ in read_topic(settings, settings.topic_telemetry_dlq))
     keys = produced_predictions(settings, start_ms, end_ms)
@@ -257,7 +267,7 @@ def build_report(
     report.tickets = read_tickets(settings.alert_db, start_ms, end_ms)
     report.failures = read_failures(settings, settings.topic_events, start_ms, end_ms)
     opened = [Opened(t["equipment_id"], int(t["opened_ms"])) for t in report.tickets]
-    report.comparison = compare(report.failures, opened, max_lead_ms)
+    report.comparison = compare(report.failures, opened, max_lead_ms, end_ms=end_ms)
     return report
 
 

@@ -30,24 +30,27 @@ def test_caught_false_and_unjudged() -> None:
             "b": hi + lo * 4,
             # never alerted, failure at minute 10: missed
             "c": lo * 5,
-            # ticket at minute 7, its last: within max lead (5 min) of the end: unjudged
+            # ticket at minute 15, its last: within max lead (5 min) of the end: unjudged
             "d": lo * 4 + hi,
+            # ticket at minute 15, near the end too, but its failure (minute 16) is in the
+            # data: a true alarm that catches it, lead 1
+            "e": lo * 4 + hi + [0.1],
         }
     )
     events = pd.DataFrame(
         {
-            "equipment_id": ["a", "c", "a"],
-            "ts": [5 * MIN, 10 * MIN, 14 * MIN],
-            "kind": ["failure", "failure", "repair"],
+            "equipment_id": ["a", "c", "a", "e"],
+            "ts": [5 * MIN, 10 * MIN, 14 * MIN, 16 * MIN],
+            "kind": ["failure", "failure", "repair", "failure"],
         }
     )
     m = ticket_metrics(index, p, events, Rules(pending_steps=3), 5 * MIN, MIN)
-    assert (m["tickets"], m["false_alarms"], m["unjudged"]) == (2, 1, 1)
-    assert (m["failures"], m["caught"]) == (2, 1)
-    assert m["ticket_precision"] == pytest.approx(0.5)
-    assert m["ticket_recall"] == pytest.approx(0.5)
-    assert m["ticket_f1"] == pytest.approx(0.5)
-    assert m["ticket_lead_median"] == pytest.approx(2.0)
+    assert (m["tickets"], m["false_alarms"], m["unjudged"]) == (3, 1, 1)
+    assert (m["failures"], m["caught"]) == (3, 2)
+    assert m["ticket_precision"] == pytest.approx(2 / 3)
+    assert m["ticket_recall"] == pytest.approx(2 / 3)
+    assert m["ticket_f1"] == pytest.approx(2 / 3)
+    assert m["ticket_lead_median"] == pytest.approx(1.5)
     assert m["max_lead_steps"] == pytest.approx(5.0)
 
 

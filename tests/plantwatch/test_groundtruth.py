@@ -40,6 +40,30 @@ def test_rules(
     assert r.true_alarms == len(tickets) - false_alarms
 
 
+@pytest.mark.parametrize(
+    ("failures", "ticket", "end_ms", "kind"),
+    [
+        ([], Opened("a", 4_500), 5_000, "unjudged"),  # a failure may still follow
+        ([], Opened("a", 4_000), 5_000, "false"),  # its whole span is in the data
+        ([Failure("a", 4_900)], Opened("a", 4_500), 5_000, "true"),  # followed already
+        ([], Opened("a", 4_500), {"a": 5_000}, "unjudged"),  # the end per machine
+        ([], Opened("a", 4_500), {"b": 5_000}, "false"),  # no end known for a: judged
+        ([], Opened("a", 4_500), None, "false"),  # no end at all: judged
+    ],
+)
+def test_tickets_near_the_end_of_the_data_are_not_judged(
+    failures: list[Failure], ticket: Opened, end_ms: int | dict[str, int] | None, kind: str
+) -> None:
+    r = compare(failures, [ticket], max_lead_ms=H, end_ms=end_ms)
+    assert (r.true_alarms, r.false_alarms, r.unjudged) == (
+        kind == "true",
+        kind == "false",
+        kind == "unjudged",
+    )
+    assert r.tickets == r.true_alarms + r.false_alarms
+    assert r.caught == len(failures)  # a ticket near the end still catches a failure
+
+
 def test_max_lead_must_be_positive() -> None:
     with pytest.raises(ValueError, match="Received: max_lead_ms=0"):
         compare([], [], 0)
@@ -48,11 +72,18 @@ def test_max_lead_must_be_positive() -> None:
 times = st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 20_000)), max_size=30)
 
 
-@given(times, times)
-def test_counts_always_add_up(fails: list[tuple[str, int]], opens: list[tuple[str, int]]) -> None:
-    r = compare([Failure(*f) for f in fails], [Opened(*o) for o in opens], max_lead_ms=H)
+@given(times, times, st.none() | st.integers(0, 21_000))
+def test_counts_always_add_up(
+    fails: list[tuple[str, int]], opens: list[tuple[str, int]], end_ms: int | None
+) -> None:
+    failures, tickets = [Failure(*f) for f in fails], [Opened(*o) for o in opens]
+    r = compare(failures, tickets, max_lead_ms=H, end_ms=end_ms)
     assert r.caught + r.missed == len(fails)
-    assert r.true_alarms + r.false_alarms == len(opens)
+    assert r.true_alarms + r.false_alarms + r.unjudged == len(opens)
+    # the end only moves false alarms to unjudged: catching and true alarms stay
+    everything = compare(failures, tickets, max_lead_ms=H)
+    assert (r.caught, r.true_alarms) == (everything.caught, everything.true_alarms)
+    assert r.false_alarms + r.unjudged == everything.false_alarms
     assert all(0 <= lead <= H for lead in r.lead_ms)
     assert 0.0 <= r.recall <= 1.0
     assert 0.0 <= r.precision <= 1.0

@@ -1,0 +1,34 @@
+"""The summary lines of `plantwatch report` (pure: a RunReport built by hand)."""
+
+from __future__ import annotations
+
+from plantwatch.groundtruth import Failure, Opened, compare
+from plantwatch.report import RunReport
+
+MIN = 60_000
+
+
+def _report(end_ms: int) -> RunReport:
+    report = RunReport(0, end_ms, max_lead_ms=60 * MIN, records=10)
+    failures = [Failure("a", 100 * MIN)]
+    opened = [Opened("a", 70 * MIN), Opened("b", 10 * MIN), Opened("c", 150 * MIN)]
+    report.tickets = [{"equipment_id": o.equipment_id, "opened_ms": o.ts_ms} for o in opened]
+    report.failures = failures
+    report.comparison = compare(failures, opened, report.max_lead_ms, end_ms=end_ms)
+    return report
+
+
+def test_a_ticket_near_the_end_of_the_range_is_not_judged_yet() -> None:
+    report = _report(end_ms=180 * MIN)  # c opened 30 min before the end
+    assert report.lines()[-1] == (
+        "false alarms           1 of 2 tickets (precision 50%); 1 more opened within 60 min "
+        "of the range's end, not judged yet"
+    )
+    doc = report.to_doc()
+    assert (doc["tickets"], doc["false_alarms"], doc["unjudged"]) == (3, 1, 1)
+
+
+def test_once_its_whole_span_is_in_the_range_it_is_judged() -> None:
+    report = _report(end_ms=210 * MIN)
+    assert report.lines()[-1] == "false alarms           2 of 3 tickets (precision 33%)"
+    assert report.to_doc()["unjudged"] == 0
