@@ -10,8 +10,9 @@ Reads, for one event-time range:
   store (``alert_db``);
 
 and compares tickets with failures by the rules of :mod:`plantwatch.groundtruth` (a ticket
-opened less than ``max_lead`` before the range's end with no failure after it yet is not
-judged: it is counted apart, not as a false alarm). The
+opened less than ``max_lead`` before its machine's last prediction in the range, with no
+failure after it yet, is not judged: it is counted apart, not as a false alarm, as
+``plantwatch evaluate`` does at the end of a history). The
 PNG shows risk over time of a few machines that failed, with failures and ticket
 openings marked.
 """
@@ -87,7 +88,7 @@ class RunReport:
             f"(precision {c.precision:.0%})"
             + (
                 f"; {c.unjudged} more opened within {self.max_lead_ms / 60_000:.0f} min of "
-                "the range's end, not judged yet"
+                "their machine's last prediction, not judged yet"
                 if c.unjudged
                 else ""
             ),
@@ -267,7 +268,10 @@ def build_report(
     report.tickets = read_tickets(settings.alert_db, start_ms, end_ms)
     report.failures = read_failures(settings, settings.topic_events, start_ms, end_ms)
     opened = [Opened(t["equipment_id"], int(t["opened_ms"])) for t in report.tickets]
-    report.comparison = compare(report.failures, opened, max_lead_ms, end_ms=end_ms)
+    last: dict[str, int] = {}  # each machine's data ends with its last prediction
+    for eid, window_end, _ in keys:
+        last[eid] = max(window_end, last.get(eid, window_end))
+    report.comparison = compare(report.failures, opened, max_lead_ms, end_ms=last)
     return report
 
 

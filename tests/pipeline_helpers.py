@@ -5,12 +5,12 @@
   ``sim_model_dir`` of ``conftest.py`` trains it once for every pipeline test);
 - :func:`run_overrides`: per-run topics, groups and alert store;
 - :func:`expected_predictions` / :func:`prediction_keys`: what the predictions topic must
-  hold (one per machine per feature step after warm-up) and what it holds.
+  hold (one per machine per feature step after warm-up, none for a silent step) and what
+  it holds.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -109,24 +109,35 @@ def settings_of(overrides: dict[str, str]) -> Settings:
 
 def expected_predictions(settings: Settings, model_dir: Path) -> dict[str, int]:
     """Predictions per machine that the features topic calls for: each machine's feature
-    steps minus the model's warm-up once per run of consecutive steps. Fails the test if
+    steps minus the model's warm-up once per run of consecutive steps and minus the silent
+    steps after it (no reading at all: ``features.core.silent_steps``). Fails the test if
     a feature step is on the topic twice."""
+    import numpy as np
+
+    from features.config import WindowConfig
+    from features.core import silent_steps
     from features.records import decode_feature
     from plantwatch.report import read_topic
 
-    features: dict[str, list[int]] = {}
+    spec = model_spec(model_dir)
+    window = WindowConfig.from_dict(spec["feature_spec"]["window"])
+    features: dict[str, list[tuple[int, bool]]] = {}
     for value in read_topic(settings, settings.topic_features):
         rec, reason = decode_feature(value)
         assert rec is not None, reason
-        features.setdefault(rec.equipment_id, []).append(rec.step_start)
-    spec = model_spec(model_dir)
-    warmup, step_ms = spec["min_steps"] - 1, spec["feature_spec"]["window"]["step_ms"]
+        silent = bool(silent_steps(rec.values[None, :], window)[0])
+        features.setdefault(rec.equipment_id, []).append((rec.step_start, silent))
+    warmup, step_ms = spec["min_steps"] - 1, window.step_ms
     expected = {}
-    for eid, all_starts in features.items():
-        starts = sorted(set(all_starts))
-        assert len(starts) == len(all_starts), f"{eid}: a feature step twice"
-        segments = 1 + sum(1 for a, b in itertools.pairwise(starts) if b != a + step_ms)
-        expected[eid] = len(starts) - warmup * segments
+    for eid, steps in features.items():
+        steps.sort()
+        starts = np.array([start for start, _ in steps])
+        assert len(set(starts.tolist())) == len(starts), f"{eid}: a feature step twice"
+        new_segment = np.r_[True, np.diff(starts) != step_ms]
+        segment = np.cumsum(new_segment)
+        position = np.arange(len(starts)) - np.flatnonzero(new_segment)[segment - 1]
+        silent = np.array([q for _, q in steps])
+        expected[eid] = int(np.sum((position >= warmup) & ~silent))
     return expected
 
 

@@ -130,6 +130,8 @@ def test_simulated_fleet_through_the_whole_pipeline(
         result.failures,
         result.caught,
     )
+    # near each machine's last prediction a ticket without a failure yet is not judged
+    assert doc["false_alarms"] + doc["unjudged"] == result.false_alarms
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # Every malformed message is a dead letter.

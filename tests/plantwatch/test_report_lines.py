@@ -22,7 +22,7 @@ def test_a_ticket_near_the_end_of_the_range_is_not_judged_yet() -> None:
     report = _report(end_ms=180 * MIN)  # c opened 30 min before the end
     assert report.lines()[-1] == (
         "false alarms           1 of 2 tickets (precision 50%); 1 more opened within 60 min "
-        "of the range's end, not judged yet"
+        "of their machine's last prediction, not judged yet"
     )
     doc = report.to_doc()
     assert (doc["tickets"], doc["false_alarms"], doc["unjudged"]) == (3, 1, 1)
