@@ -76,7 +76,7 @@ class RunReport:
         c = self.comparison
         lead = c.median_lead_ms
         step = "n/a" if lead is None else f"{lead / 60_000:.0f} min"
-        return [
+        lines = [
             f"records ingested       {self.records:,} ({self.dead_letters:,} dead-lettered)",
             f"predictions            {sum(self.produced.values()):,} produced for "
             f"{len(self.produced)} machines, "
@@ -84,15 +84,15 @@ class RunReport:
             f"tickets opened         {len(self.tickets)}",
             f"failures (truth)       {c.failures}: caught {c.caught}, missed {c.missed} "
             f"(recall {c.recall:.0%}); median lead time {step}",
-            f"false alarms           {c.false_alarms} of {c.tickets} tickets "
-            f"(precision {c.precision:.0%})"
-            + (
-                f"; {c.unjudged} more opened within {self.max_lead_ms / 60_000:.0f} min of "
-                "their machine's last prediction, not judged yet"
-                if c.unjudged
-                else ""
-            ),
+            f"false alarms           {c.false_alarms} of {c.tickets} judged tickets "
+            f"(precision {c.precision:.0%})",
         ]
+        if c.unjudged:
+            lines.append(
+                f"not judged yet         {c.unjudged} tickets opened within "
+                f"{self.max_lead_ms / 60_000:.0f} min of their machine's last prediction"
+            )
+        return lines
 
     def to_doc(self) -> dict[str, Any]:
         """A JSON-ready dict."""
