@@ -68,7 +68,8 @@ def report_cmd(
     Failures come from the events topic (ground truth, e.g. the simulator's), tickets
     from the alerting store, predictions from InfluxDB. A failure is caught when a
     ticket of its machine opened at most --max-lead before it; a ticket with no failure
-    of its machine within --max-lead after it is a false alarm.
+    of its machine within --max-lead after it is a false alarm, unless its machine's last
+    prediction in the range came sooner than that: then it is not judged yet.
     """
     from plantwatch.connections import influx_client, influx_errors
     from plantwatch.errors import OptionError
