@@ -241,7 +241,8 @@ def _fraction(name: str, what: str) -> Callable[[_F], _F]:
     "--start",
     callback=_parse_start,
     default=None,
-    help="Event time of the first step, RFC 3339 or epoch ms [default: so that the run ends now].",
+    help="Event time of the first step, RFC 3339 or epoch ms [default: so that the run ends by "
+    "now].",
 )
 @click.option(
     "--history-out",
@@ -300,10 +301,12 @@ def simulate_cmd(ctx: click.Context, /, **opts: Any) -> None:
     the events topic as ground truth; no telemetry is sent while a machine is under repair.
     The same options and --seed always give the same messages, byte for byte.
 
-    Event time ends at about now, so that every message passes the contract's time bounds
-    (unless --start is given). Fault fractions inject data-quality issues (still valid),
-    delivery issues and malformed messages; the summary counts every message by what
-    validation will make of it: valid, duplicate, or the rejection reason.
+    Event time ends by now, so that every message passes the contract's time bounds
+    (unless --start is given): the run is placed for fewer messages per step than the
+    fleet's average, so it usually ends about a fifth of its span before now. Fault
+    fractions inject data-quality issues (still valid), delivery issues and malformed
+    messages; the summary counts every message by what validation will make of it:
+    valid, duplicate, or the rejection reason.
 
     With --history-out, writes --steps steps of clean history to Parquet or CSV instead.
     """
