@@ -62,6 +62,7 @@ class Comparison:
     unjudged: int = 0
     missed_failures: list[Failure] = field(default_factory=list)
     false_tickets: list[Opened] = field(default_factory=list)
+    unjudged_tickets: list[Opened] = field(default_factory=list)
 
     @property
     def recall(self) -> float:
@@ -119,6 +120,7 @@ def compare(
             result.true_alarms += 1
         elif t.ts_ms + max_lead_ms > _end(end_ms, t.equipment_id):
             result.unjudged += 1
+            result.unjudged_tickets.append(t)
         else:
             result.false_alarms += 1
             result.false_tickets.append(t)

@@ -114,7 +114,17 @@ class RunReport:
             "unjudged": c.unjudged,
             "recall": c.recall,
             "precision": c.precision,
+            # what to look at next: each false ticket, missed failure and unjudged ticket
+            "false_tickets": [_opened(t) for t in c.false_tickets],
+            "missed_failures": [
+                {"equipment_id": f.equipment_id, "ts_ms": f.ts_ms} for f in c.missed_failures
+            ],
+            "unjudged_tickets": [_opened(t) for t in c.unjudged_tickets],
         }
+
+
+def _opened(t: Opened) -> dict[str, Any]:
+    return {"equipment_id": t.equipment_id, "opened_ms": t.ts_ms}
 
 
 def read_records(settings: Settings, topic: str) -> Iterator[Any]:

@@ -52,7 +52,8 @@ def _newest_horizon_ms(models_dir: Path) -> int | None:
     "--json-out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also write the figures as JSON.",
+    help="Also write the figures as JSON, with each false ticket, missed failure and "
+    "unjudged ticket (machine and time) to look into.",
 )
 @click.pass_context
 def report_cmd(

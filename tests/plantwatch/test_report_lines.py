@@ -10,7 +10,7 @@ MIN = 60_000
 
 def _report(end_ms: int) -> RunReport:
     report = RunReport(0, end_ms, max_lead_ms=60 * MIN, records=10)
-    failures = [Failure("a", 100 * MIN)]
+    failures = [Failure("a", 100 * MIN), Failure("d", 50 * MIN)]
     opened = [Opened("a", 70 * MIN), Opened("b", 10 * MIN), Opened("c", 150 * MIN)]
     report.tickets = [{"equipment_id": o.equipment_id, "opened_ms": o.ts_ms} for o in opened]
     report.failures = failures
@@ -26,9 +26,15 @@ def test_a_ticket_near_the_end_of_the_range_is_not_judged_yet() -> None:
     ]
     doc = report.to_doc()
     assert (doc["tickets"], doc["false_alarms"], doc["unjudged"]) == (3, 1, 1)
+    assert doc["false_tickets"] == [{"equipment_id": "b", "opened_ms": 10 * MIN}]
+    assert doc["unjudged_tickets"] == [{"equipment_id": "c", "opened_ms": 150 * MIN}]
+    # a's ticket 30 min before its failure caught it; d failed without a ticket
+    assert doc["missed_failures"] == [{"equipment_id": "d", "ts_ms": 50 * MIN}]
 
 
 def test_once_its_whole_span_is_in_the_range_it_is_judged() -> None:
     report = _report(end_ms=210 * MIN)
     assert report.lines()[-1] == "false alarms           2 of 3 judged tickets (precision 33%)"
-    assert report.to_doc()["unjudged"] == 0
+    doc = report.to_doc()
+    assert doc["unjudged"] == 0
+    assert [t["equipment_id"] for t in doc["false_tickets"]] == ["b", "c"]
