@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
 
 from features.config import WindowConfig
 from features.core import silent_steps
+from features.spec import FeatureSpec
 from models.artifact import ModelMeta, load_artifact, save_artifact
 from models.data import History, drop_readings, fingerprint, load_source
 from models.ensemble import prepare_folds, train_ensemble
@@ -303,7 +306,9 @@ def evaluate_artifact(
     return metrics
 
 
-def scored_windows(telemetry: Any, spec: Any, meta: Any) -> tuple[Windows, np.ndarray]:
+def scored_windows(
+    telemetry: pd.DataFrame, spec: FeatureSpec, meta: ModelMeta
+) -> tuple[Windows, NDArray[np.bool_]]:
     """Every window of a telemetry history, unlabelled, and which of them the scorer emits.
 
     The scorer emits a window when its last step had a reading

@@ -56,13 +56,21 @@ class Comparison:
     caught: int = 0
     missed: int = 0
     lead_ms: list[int] = field(default_factory=list)
-    tickets: int = 0  # judged: true_alarms + false_alarms
     true_alarms: int = 0
     false_alarms: int = 0
-    unjudged: int = 0
     missed_failures: list[Failure] = field(default_factory=list)
     false_tickets: list[Opened] = field(default_factory=list)
     unjudged_tickets: list[Opened] = field(default_factory=list)
+
+    @property
+    def tickets(self) -> int:
+        """The judged tickets: true and false alarms."""
+        return self.true_alarms + self.false_alarms
+
+    @property
+    def unjudged(self) -> int:
+        """Tickets too close to the end of the data to judge, with no failure yet."""
+        return len(self.unjudged_tickets)
 
     @property
     def recall(self) -> float:
@@ -119,12 +127,10 @@ def compare(
         if nxt < len(times) and times[nxt] - t.ts_ms <= max_lead_ms:
             result.true_alarms += 1
         elif t.ts_ms + max_lead_ms > _end(end_ms, t.equipment_id):
-            result.unjudged += 1
             result.unjudged_tickets.append(t)
         else:
             result.false_alarms += 1
             result.false_tickets.append(t)
-    result.tickets = result.true_alarms + result.false_alarms
     return result
 
 
