@@ -26,7 +26,13 @@ from typing import Any
 
 from ingest.contract import DEFAULT_LIMITS, Limits, Telemetry, validate
 from ingest.dlq import DeadLetter, dead_letter
-from ingest.featurestage import FeatureOutput, FeatureStage, commit_metadata, parse_rewind
+from ingest.featurestage import (
+    FeatureOutput,
+    FeatureStage,
+    commit_metadata,
+    parse_rewind,
+    settle_replay,
+)
 from ingest.metrics import IngestMetrics
 from ingest.order import OrderGuard
 from ingest.sinks import Sink, TransientSinkError
@@ -175,7 +181,9 @@ class IngestService:
         The rewind point comes from the commit metadata; replaying from it rebuilds the
         windows. Without windows (or metadata) a partition goes back to its committed
         offset (the earliest record when none is committed). Already polled records of
-        such a partition are dropped: the seek fetches them again.
+        such a partition are dropped: the seek fetches them again. Until the replay
+        reaches the committed offset, the partition is left out of each batch's commit
+        (:func:`ingest.featurestage.settle_replay`).
         """
         while self._pending_rewind:
             tp = self._pending_rewind.pop()
@@ -273,8 +281,7 @@ class IngestService:
                     )
                     batch.dead.append(self._dead(tp, by_offset[offset], "too_late", detail))
                     batch.reasons["too_late"] += 1
-        if replay_until is not None and batch.offsets.get(tp, 0) >= replay_until:
-            del self._replay_until[tp]
+        settle_replay(tp, batch.offsets, self._replay_until)
 
     def process(self, polled: dict[Any, list[Any]]) -> dict[Any, int]:
         """Validate and route one polled batch, make its outputs durable and commit it.
@@ -285,6 +292,8 @@ class IngestService:
         now_ms = int(self._clock() * 1000)
         for tp, messages in polled.items():
             self._partition(tp, messages, now_ms, batch)
+        if not batch.offsets:  # only records of replays that have not reached their mark
+            return {}
         for sink in self._sinks:
             sink.write(batch.valid)
         self._flush_sinks()

@@ -13,8 +13,10 @@
 On assignment (start, rebalance, or a swap to a model with other normalization) each
 partition is sought back to the rewind offset in its commit metadata and replayed up to
 its committed offset: windows (and, for a model with the age feature, ages) are rebuilt
-without re-emitting a prediction. A failed transaction (e.g. the group rebalanced while a
-batch was pending) drops the batch and rebuilds all windows the same way.
+without re-emitting a prediction, and the partition's commit stands until the replay
+reaches that offset (:func:`ingest.featurestage.settle_replay`). A failed transaction
+(e.g. the group rebalanced while a batch was pending) drops the batch and rebuilds all
+windows the same way.
 """
 
 from __future__ import annotations
@@ -301,8 +303,9 @@ class ScorerService:
                 self._rewind(polled)
                 now = time.monotonic()
                 if polled:
-                    batch.since = now if batch.since is None else batch.since
                     self.batcher.add(polled, batch, self.model)
+                    if batch.since is None and batch.offsets:  # (a replay commits nothing)
+                        batch.since = now
                 else:  # commits set the gauge; an empty poll may still move the position
                     self.metrics.set_lag(consumer_lag(self._consumer))  # (aborted records)
                 if flight is not None and flight.future.done():

@@ -22,6 +22,7 @@ from features.config import WindowConfig
 from features.core import silent_steps
 from features.spec import normalize
 from ingest.dlq import DeadLetter, dead_letter
+from ingest.featurestage import settle_replay
 from models.backend import aligned_empty
 from models.buffers import MachineBuffers, window_mask
 from models.featuredecode import decode_fast
@@ -188,8 +189,7 @@ class Batcher:
                 silent = None if self.window is None else silent_steps(X, self.window)
                 Z = normalize(model.artifact.spec, X)
                 self._push(tp, good, Z.astype(np.float32), silent, until, batch, min_steps)
-            if until is not None and batch.offsets[tp] >= until:
-                del self.replay_until[tp]
+            settle_replay(tp, batch.offsets, self.replay_until)
 
     def _push(
         self,

@@ -1,8 +1,9 @@
 """A fake kafka-python consumer for the pure-logic tests of the stage loops.
 
 One partition, a log of messages handed out in polls of at most ``chunk`` records; the
-group assigns the partition on the first poll. Each test's producer fake stays with its
-test (what a commit does is what the test checks).
+group assigns the partition on the first poll. Most tests keep their own producer fake
+(what a commit does is what they check); :class:`TransactionalProducer` is the one that
+hands its commits back to the consumer, for tests that restart a stage.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class FakeConsumer:
         self.on_poll = on_poll
         self.offset = 0  # the next record to hand out
         self.committed_offset: int | None = None
+        self.committed_metadata = ""  # e.g. a stage's rewind point
         self.listener: Any = None
         self.drained_at: float | None = None
 
@@ -91,7 +93,7 @@ class FakeConsumer:
     def committed(self, tp: TopicPartition, metadata: bool = False) -> Any:
         if self.committed_offset is None:
             return None
-        return OffsetAndMetadata(self.committed_offset, "", -1)
+        return OffsetAndMetadata(self.committed_offset, self.committed_metadata, -1)
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.offset = offset
@@ -114,3 +116,48 @@ class FakeFuture:
 
     def add_errback(self, fn: Any) -> FakeFuture:
         return self
+
+
+class TransactionalProducer:
+    """A transactional producer whose commits become the consumer's committed offset and
+    metadata, as a restarted stage reads them; what it published to ``topic`` is kept.
+
+    Args:
+        consumer: the consumer whose one partition's commits these are.
+        topic: the output topic to keep (``published``, in commit order).
+    """
+
+    def __init__(self, consumer: FakeConsumer, topic: str) -> None:
+        self.consumer, self.topic = consumer, topic
+        self.pending: list[bytes] = []
+        self.offsets: Any = None
+        self.published: list[bytes] = []
+        self.commits: list[int] = []
+
+    def init_transactions(self) -> None:
+        pass
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def begin_transaction(self) -> None:
+        self.pending, self.offsets = [], None
+
+    def send(self, topic: str, key: Any = None, value: Any = None, **_: Any) -> FakeFuture:
+        if topic == self.topic:
+            self.pending.append(value)
+        return FakeFuture()
+
+    def send_offsets_to_transaction(self, offsets: Any, group: Any) -> None:
+        self.offsets = offsets
+
+    def commit_transaction(self) -> None:
+        self.published += self.pending
+        if self.consumer.tp in self.offsets:
+            commit = self.offsets[self.consumer.tp]
+            self.commits.append(commit.offset)
+            self.consumer.committed_offset = commit.offset
+            self.consumer.committed_metadata = commit.metadata
+
+    def abort_transaction(self) -> None:
+        self.pending = []
