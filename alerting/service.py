@@ -13,7 +13,8 @@ One loop, one batch at a time::
 A crash before the SQLite commit replays the batch: the points overwrite themselves and
 the state machine, restarted from the stored state, makes the same decisions. A crash
 between the SQLite commit and the Kafka commit replays records that the store already
-applied; they are skipped. The store is the truth about alert state, so after a
+applied; they are skipped, and neither the stored offset nor Kafka's goes back below
+them. The store is the truth about alert state, so after a
 rebalance the in-memory cache is dropped and states are read back from it.
 """
 
@@ -231,6 +232,9 @@ class AlertingService:
                     self.metrics.skipped += 1
                     continue
                 self._record(b, tp, msg, now_ms)
+            # A poll that ends among skipped records stores (and commits) the floor, not its
+            # own lower offset: a crash would otherwise apply the records between again.
+            b.offsets[tp] = max(b.offsets[tp], floor)
         self._write(b.lines)
         self._send_dead(b.dead)
         opened = self._commit_store(b, applied)

@@ -95,6 +95,11 @@ class FakeConsumer:
             return None
         return OffsetAndMetadata(self.committed_offset, self.committed_metadata, -1)
 
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        if self.tp in offsets:
+            self.committed_offset = offsets[self.tp].offset
+            self.committed_metadata = offsets[self.tp].metadata
+
     def seek(self, tp: TopicPartition, offset: int) -> None:
         self.offset = offset
 
