@@ -47,7 +47,9 @@ def ticket_metrics(
     Returns:
         ``tickets`` (judged), ``false_alarms``, ``ticket_precision``, ``failures``,
         ``caught``, ``ticket_recall``, ``ticket_f1``, ``ticket_lead_median`` (steps),
-        ``unjudged`` and ``max_lead_steps``.
+        ``unjudged``, ``max_lead_steps``, ``false_then_failed_steps`` (per false ticket
+        whose machine failed later, how many steps later) and the lists of
+        :meth:`plantwatch.groundtruth.Comparison.ticket_lists`.
     """
     return ticket_metrics_each(index, probabilities, events, [rules], max_lead_ms, step_ms)[0]
 
@@ -111,4 +113,6 @@ def _judged(
         "ticket_lead_median": None if lead is None else lead / step_ms,
         "unjudged": c.unjudged,
         "max_lead_steps": max_lead_ms / step_ms,
+        "false_then_failed_steps": [t / step_ms for t in c.false_then_failed_ms],
+        **c.ticket_lists(),
     }

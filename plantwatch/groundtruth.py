@@ -12,13 +12,16 @@ The rules (pure functions, times in epoch ms of event time):
   the tickets nor the precision; every ticket, judged or not, can catch a failure.
 
 ``max_lead_ms`` is the model's horizon plus a slack (by default the horizon again): an
-alert a little earlier than the horizon still warned about that failure.
+alert a little earlier than the horizon still warned about that failure. A false alarm
+whose machine fails later, beyond ``max_lead_ms``, stays false; how much earlier it was
+is kept (:attr:`Comparison.false_then_failed_ms`), to tell alarms too early from alarms
+with no failure behind them.
 
 >>> fails = [Failure("p-1", 10_000), Failure("p-2", 10_000)]
->>> tickets = [Opened("p-1", 7_000), Opened("p-3", 5_000)]
+>>> tickets = [Opened("p-1", 7_000), Opened("p-3", 5_000), Opened("p-2", 1_000)]
 >>> r = compare(fails, tickets, max_lead_ms=5_000)
->>> r.caught, r.missed, r.lead_ms, r.true_alarms, r.false_alarms
-(1, 1, [3000], 1, 1)
+>>> r.caught, r.missed, r.lead_ms, r.true_alarms, r.false_alarms, r.false_then_failed_ms
+(1, 1, [3000], 1, 2, [9000])
 >>> compare(fails, tickets + [Opened("p-3", 9_000)], 5_000, end_ms=12_000).unjudged
 1
 """
@@ -30,6 +33,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Comparison:
     missed_failures: list[Failure] = field(default_factory=list)
     false_tickets: list[Opened] = field(default_factory=list)
     unjudged_tickets: list[Opened] = field(default_factory=list)
+    false_next_ms: list[int | None] = field(default_factory=list)
+    """Per false ticket (same order): ms until its machine's next failure, None if none."""
 
     @property
     def tickets(self) -> int:
@@ -81,6 +87,38 @@ class Comparison:
     def precision(self) -> float:
         """True alarms / judged tickets (0 without any)."""
         return self.true_alarms / self.tickets if self.tickets else 0.0
+
+    @property
+    def false_then_failed_ms(self) -> list[int]:
+        """Per false ticket whose machine failed later: how long before that failure.
+
+        Each is more than ``max_lead_ms``: a warning earlier than the rules count.
+        """
+        return [t for t in self.false_next_ms if t is not None]
+
+    def ticket_lists(self) -> dict[str, list[dict[str, Any]]]:
+        """What to look at next, JSON-ready.
+
+        Each false ticket (with its machine's next failure, or None), each missed failure
+        and each unjudged ticket.
+        """
+        return {
+            "false_tickets": [
+                {
+                    "equipment_id": t.equipment_id,
+                    "opened_ms": t.ts_ms,
+                    "next_failure_ms": None if nxt is None else t.ts_ms + nxt,
+                }
+                for t, nxt in zip(self.false_tickets, self.false_next_ms, strict=True)
+            ],
+            "missed_failures": [
+                {"equipment_id": f.equipment_id, "ts_ms": f.ts_ms} for f in self.missed_failures
+            ],
+            "unjudged_tickets": [
+                {"equipment_id": t.equipment_id, "opened_ms": t.ts_ms}
+                for t in self.unjudged_tickets
+            ],
+        }
 
     @property
     def median_lead_ms(self) -> float | None:
@@ -131,7 +169,19 @@ def compare(
         else:
             result.false_alarms += 1
             result.false_tickets.append(t)
+            result.false_next_ms.append(times[nxt] - t.ts_ms if nxt < len(times) else None)
     return result
+
+
+def spread(values: Iterable[float]) -> str:
+    """``lo-hi (median m)`` of some values, rounded; one value alone if they are all equal.
+
+    >>> spread([61.6, 135.0, 85.2]), spread([7.0, 7.2])
+    ('62-135 (median 85)', '7')
+    """
+    vals = sorted(values)
+    lo, hi, med = round(vals[0]), round(vals[-1]), round(statistics.median(vals))
+    return f"{lo}" if lo == hi else f"{lo}-{hi} (median {med})"
 
 
 def _end(end_ms: int | Mapping[str, int] | None, equipment_id: str) -> float:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from plantwatch.flux import FluxValue, flux_params
-from plantwatch.groundtruth import Comparison, Failure, Opened, compare
+from plantwatch.groundtruth import Comparison, Failure, Opened, compare, spread
 from plantwatch.settings import Settings
 
 _RISK_POINTS = """
@@ -87,6 +87,13 @@ class RunReport:
             f"false alarms           {c.false_alarms} of {c.tickets} judged tickets "
             f"(precision {c.precision:.0%})",
         ]
+        early = c.false_then_failed_ms
+        if early:
+            lines.append(
+                f"false, failed later    {len(early)} of them: their machine failed "
+                f"{spread(t / 60_000 for t in early)} min after the ticket, past the "
+                f"{self.max_lead_ms / 60_000:.0f} min a warning may lead"
+            )
         if c.unjudged:
             lines.append(
                 f"not judged yet         {c.unjudged} tickets opened within "
@@ -114,17 +121,8 @@ class RunReport:
             "unjudged": c.unjudged,
             "recall": c.recall,
             "precision": c.precision,
-            # what to look at next: each false ticket, missed failure and unjudged ticket
-            "false_tickets": [_opened(t) for t in c.false_tickets],
-            "missed_failures": [
-                {"equipment_id": f.equipment_id, "ts_ms": f.ts_ms} for f in c.missed_failures
-            ],
-            "unjudged_tickets": [_opened(t) for t in c.unjudged_tickets],
+            **c.ticket_lists(),
         }
-
-
-def _opened(t: Opened) -> dict[str, Any]:
-    return {"equipment_id": t.equipment_id, "opened_ms": t.ts_ms}
 
 
 def read_records(settings: Settings, topic: str) -> Iterator[Any]:

@@ -20,6 +20,7 @@ from plantwatch.cli.models import (
     parse_horizon,
     window_of,
 )
+from plantwatch.groundtruth import spread
 
 
 def _ticket_figures(t: dict[str, Any]) -> str:
@@ -34,10 +35,18 @@ def _ticket_figures(t: dict[str, Any]) -> str:
 
 
 def _ticket_line(t: dict[str, Any]) -> str:
-    return (
+    line = (
         f"tickets (alert rules replayed): {_ticket_figures(t)}; {t['unjudged']} opened within "
         f"{t['max_lead_steps']:.0f} steps of the data's end, not judged"
     )
+    early = t["false_then_failed_steps"]
+    if early:
+        line += (
+            f"\n  false, failed later: {len(early)} of the {t['false_alarms']} false tickets: "
+            f"their machine failed {spread(early)} steps after the ticket, past the "
+            f"{t['max_lead_steps']:.0f} steps a warning may lead"
+        )
+    return line
 
 
 def _parse_levels(value: str | None) -> tuple[float, ...]:
@@ -117,7 +126,8 @@ def _level_line(row: dict[str, Any]) -> str:
     "--json-out",
     type=click.Path(path_type=Path),
     default=None,
-    help="Also write the metrics as JSON to this file.",
+    help="Also write the metrics as JSON to this file (history: data: with each false "
+    "ticket and its machine's next failure, each missed failure and each unjudged ticket).",
 )
 @click.pass_context
 def evaluate_cmd(

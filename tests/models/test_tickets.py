@@ -52,6 +52,21 @@ def test_caught_false_and_unjudged() -> None:
     assert m["ticket_f1"] == pytest.approx(2 / 3)
     assert m["ticket_lead_median"] == pytest.approx(1.5)
     assert m["max_lead_steps"] == pytest.approx(5.0)
+    assert m["false_tickets"] == [
+        {"equipment_id": "b", "opened_ms": 3 * MIN, "next_failure_ms": None}
+    ]
+    assert m["missed_failures"] == [{"equipment_id": "c", "ts_ms": 10 * MIN}]
+    assert m["unjudged_tickets"] == [{"equipment_id": "d", "opened_ms": 15 * MIN}]
+    assert m["false_then_failed_steps"] == []
+
+
+def test_a_false_ticket_long_before_its_machine_fails_says_how_long() -> None:
+    index, p = scored({"a": [0.95] * 3 + [0.1] * 17})  # ticket at minute 3
+    events = pd.DataFrame({"equipment_id": ["a"], "ts": [12 * MIN], "kind": ["failure"]})
+    m = ticket_metrics(index, p, events, Rules(pending_steps=3), 5 * MIN, MIN)
+    assert (m["false_alarms"], m["caught"]) == (1, 0)  # 9 steps early: past the 5-step lead
+    assert m["false_then_failed_steps"] == [9.0]
+    assert m["false_tickets"][0]["next_failure_ms"] == 12 * MIN
 
 
 def test_no_tickets_no_division_by_zero() -> None:

@@ -26,7 +26,9 @@ def test_a_ticket_near_the_end_of_the_range_is_not_judged_yet() -> None:
     ]
     doc = report.to_doc()
     assert (doc["tickets"], doc["false_alarms"], doc["unjudged"]) == (3, 1, 1)
-    assert doc["false_tickets"] == [{"equipment_id": "b", "opened_ms": 10 * MIN}]
+    assert doc["false_tickets"] == [
+        {"equipment_id": "b", "opened_ms": 10 * MIN, "next_failure_ms": None}
+    ]
     assert doc["unjudged_tickets"] == [{"equipment_id": "c", "opened_ms": 150 * MIN}]
     # a's ticket 30 min before its failure caught it; d failed without a ticket
     assert doc["missed_failures"] == [{"equipment_id": "d", "ts_ms": 50 * MIN}]
@@ -38,3 +40,17 @@ def test_once_its_whole_span_is_in_the_range_it_is_judged() -> None:
     doc = report.to_doc()
     assert doc["unjudged"] == 0
     assert [t["equipment_id"] for t in doc["false_tickets"]] == ["b", "c"]
+
+
+def test_a_false_alarm_whose_machine_failed_later_says_how_much_earlier() -> None:
+    report = _report(end_ms=210 * MIN)
+    early = [Opened("a", 10 * MIN), Opened("a", 25 * MIN)]  # 90 and 75 min before a's failure
+    opened = [*early, *(Opened(t["equipment_id"], t["opened_ms"]) for t in report.tickets)]
+    report.comparison = compare(report.failures, opened, report.max_lead_ms, end_ms=210 * MIN)
+    assert report.lines()[-2:] == [
+        "false alarms           4 of 5 judged tickets (precision 20%)",
+        "false, failed later    2 of them: their machine failed 75-90 (median 82) min after "
+        "the ticket, past the 60 min a warning may lead",
+    ]
+    first = report.to_doc()["false_tickets"][0]
+    assert first == {"equipment_id": "a", "opened_ms": 10 * MIN, "next_failure_ms": 100 * MIN}
