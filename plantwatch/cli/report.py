@@ -52,8 +52,8 @@ def _newest_horizon_ms(models_dir: Path) -> int | None:
     "--json-out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also write the figures as JSON, with each false ticket, missed failure and "
-    "unjudged ticket (machine and time) to look into.",
+    help="Also write the figures as JSON, with each false ticket (and its machine's next "
+    "failure), missed failure and unjudged ticket (machine and time) to look into.",
 )
 @click.pass_context
 def report_cmd(
@@ -70,7 +70,9 @@ def report_cmd(
     from the alerting store, predictions from InfluxDB. A failure is caught when a
     ticket of its machine opened at most --max-lead before it; a ticket with no failure
     of its machine within --max-lead after it is a false alarm, unless its machine's last
-    prediction in the range came sooner than that: then it is not judged yet.
+    prediction in the range came sooner than that: then it is not judged yet. Of the
+    false alarms whose machine failed later, it says how much later (warnings that came
+    too early, rather than alarms with no failure behind them).
     """
     from plantwatch.connections import influx_client, influx_errors
     from plantwatch.errors import OptionError
