@@ -70,6 +70,22 @@ def dead_letter(
     return DeadLetter(key, value, headers)
 
 
+def headers_of(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
+    """A dead letter's ``plantwatch.*`` headers as text, without the prefix.
+
+    >>> letter = dead_letter("telemetry", 2, 41, None, None, b"{", "not_json", "bad")
+    >>> fields = headers_of(letter.headers)
+    >>> fields["reason"], fields["source.offset"], fields["source.timestamp"], fields["stage"]
+    ('not_json', '41', '-1', 'ingest')
+    """
+    prefix = "plantwatch."
+    return {
+        k[len(prefix) :]: v.decode("utf-8", "replace")
+        for k, v in headers or ()
+        if k.startswith(prefix)
+    }
+
+
 def reason_of(headers: Sequence[tuple[str, bytes]]) -> tuple[str, str]:
     """The (reason, detail) pair of a dead letter's headers."""
     found = {k: v.decode("utf-8", "replace") for k, v in headers}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from plantwatch.cli import (  # noqa: F401 - registers the subcommands
     alert,
+    deadletters,
     evaluate,
     history,
     ingest,

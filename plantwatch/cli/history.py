@@ -8,18 +8,13 @@ from pathlib import Path
 import click
 
 from plantwatch.cli.main import cli, settings_from
+from plantwatch.cli.options import since_option
 from plantwatch.errors import OptionError
 
 
 @cli.command("history")
 @click.argument("equipment_id", metavar="EQUIPMENT")
-@click.option(
-    "--since",
-    default="7d",
-    show_default=True,
-    help="Start of the range: a duration back from now (30m, 12h, 7d, 2w) or an ISO date "
-    "(2025-01-31 or 2025-01-31T12:00; UTC unless it has an offset).",
-)
+@since_option("7d", "Start of the range")
 @click.option(
     "--until",
     default=None,

@@ -65,3 +65,19 @@ def settings_options(func: F) -> F:
 SECRETS_HELP = "Secrets are read from the environment only: " + ", ".join(
     env_name(n) for n in sorted(SECRET_FIELDS)
 )
+
+
+def since_option(default: str, what: str) -> Callable[[F], F]:
+    """The ``--since`` option of the commands that read a time range.
+
+    Args:
+        default: e.g. ``1d``.
+        what: what the time starts, e.g. ``Start of the range``.
+    """
+    return click.option(
+        "--since",
+        default=default,
+        show_default=True,
+        help=f"{what}: a duration back from now (30m, 12h, 7d, 2w) or an ISO date "
+        "(2025-01-31 or 2025-01-31T12:00; UTC unless it has an offset).",
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from plantwatch.cli.main import cli, settings_from
+from plantwatch.cli.options import since_option
 
 
 def _newest_horizon_ms(models_dir: Path) -> int | None:
@@ -29,12 +30,7 @@ def _newest_horizon_ms(models_dir: Path) -> int | None:
 
 
 @cli.command("report")
-@click.option(
-    "--since",
-    default="1d",
-    show_default=True,
-    help="Start of the event-time range: a duration back from now (30m, 12h, 7d) or an ISO date.",
-)
+@since_option("1d", "Start of the event-time range")
 @click.option("--until", default=None, help="End of the range (same forms) [default: now].")
 @click.option(
     "--max-lead",

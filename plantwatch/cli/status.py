@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from plantwatch.cli.main import cli, settings_from
+from plantwatch.cli.options import since_option
 from plantwatch.errors import ConnectionCheckError
 
 
@@ -17,13 +18,7 @@ def _number(value: float | None) -> str:
 
 
 @cli.command("status")
-@click.option(
-    "--since",
-    default="1d",
-    show_default=True,
-    help="Latest prediction per machine within this window: a duration (30m, 12h, 7d, 2w) "
-    "or an ISO date.",
-)
+@since_option("1d", "Latest prediction per machine from this time on")
 @click.option(
     "--group",
     "groups",

@@ -1,0 +1,263 @@
+"""Reading the dead-letter topics back: what was refused, where, and why.
+
+Every stage sends a record it refuses to its DLQ topic with the original key and value and
+the reason in headers (:mod:`ingest.dlq`). :func:`read_letters` reads them from a point in
+time on (committed records only); :class:`Digest` keeps a count per topic, stage and reason
+and the newest letters, so a topic of any size is read in bounded memory.
+
+>>> from types import SimpleNamespace as R
+>>> from ingest.dlq import dead_letter
+>>> d = dead_letter("telemetry", 1, 7, 1_000, b"pump-1", b'{"ts": "x"}', "invalid_ts", "field 'ts'")
+>>> rec = R(topic="telemetry.dlq", partition=0, offset=3, timestamp=2_000, headers=d.headers,
+...         key=d.key, value=d.value)
+>>> letter = letter_of(rec)
+>>> letter.reason, letter.stage, letter.source, preview(letter.value)
+('invalid_ts', 'ingest', 'telemetry[1]@7', '{"ts": "x"}')
+>>> digest = Digest(newest=1)
+>>> digest.add(letter); digest.add(letter)
+>>> [(r.topic, r.reason, r.count) for r in digest.rows()], len(digest.letters)
+([('telemetry.dlq', 'invalid_ts', 2)], 1)
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ingest.dlq import headers_of
+from plantwatch.settings import Settings
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One dead letter: the DLQ record and what its headers say."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    stage: str
+    reason: str
+    detail: str
+    source_topic: str
+    source_partition: int | None
+    source_offset: int | None
+    source_timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def source(self) -> str:
+        """``topic[partition]@offset`` of the refused record."""
+        return f"{self.source_topic}[{_text(self.source_partition)}]@{_text(self.source_offset)}"
+
+    def to_doc(self) -> dict[str, Any]:
+        """JSON-ready; key and value as UTF-8 text, else base64 (``*_base64``)."""
+        doc: dict[str, Any] = {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "time": iso(self.timestamp_ms),
+            "stage": self.stage,
+            "reason": self.reason,
+            "detail": self.detail,
+            "source_topic": self.source_topic,
+            "source_partition": self.source_partition,
+            "source_offset": self.source_offset,
+            "source_timestamp_ms": self.source_timestamp_ms,
+        }
+        for name, raw in (("key", self.key), ("value", self.value)):
+            try:
+                doc[name] = None if raw is None else raw.decode("utf-8")
+            except UnicodeDecodeError:
+                doc[f"{name}_base64"] = base64.b64encode(raw).decode("ascii")  # type: ignore[arg-type]
+        return doc
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _text(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def letter_of(record: Any) -> Letter:
+    """A kafka-python record of a DLQ topic as a :class:`Letter` (missing headers: "")."""
+    h = headers_of(record.headers)
+    source_ts = _int(h.get("source.timestamp"))
+    return Letter(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp,
+        h.get("stage", ""),
+        h.get("reason", ""),
+        h.get("detail", ""),
+        h.get("source.topic", ""),
+        _int(h.get("source.partition")),
+        _int(h.get("source.offset")),
+        None if source_ts is None or source_ts < 0 else source_ts,
+        record.key,
+        record.value,
+    )
+
+
+def preview(value: bytes | None, width: int = 120) -> str:
+    r"""The start of a value, readable: text as is, other bytes escaped.
+
+    >>> preview(b"ab" * 100, width=6), preview(b"\x00\xffPW"), preview(None)
+    ('ababab...', "b'\\x00\\xffPW'", '(no value: a tombstone)')
+    """
+    if value is None:
+        return "(no value: a tombstone)"
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        text = repr(value)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[:width] + "..."
+
+
+def iso(ms: int) -> str:
+    """Epoch ms as an ISO UTC time to the second.
+
+    >>> iso(0)
+    '1970-01-01T00:00:00Z'
+    """
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Row:
+    """The letters of one topic, stage and reason."""
+
+    topic: str
+    stage: str
+    reason: str
+    count: int
+    first_ms: int
+    last_ms: int
+
+
+_EXAMPLE = Letter("t.dlq", 0, 0, 0, "ingest", "", "", "t", 0, 0, 0, None, None)
+
+
+@dataclass
+class Digest:
+    """Counts per topic, stage and reason, and the ``newest`` letters (by DLQ time).
+
+    >>> from dataclasses import replace
+    >>> d = Digest(reasons=frozenset({"not_jsn"}))
+    >>> d.add(replace(_EXAMPLE, reason="not_json")); d.total, sorted(d.seen)
+    (0, ['not_json'])
+    """
+
+    newest: int = 20
+    reasons: frozenset[str] = frozenset()
+    """Only letters with these reasons (empty: all); the others are only in ``seen``."""
+    seen: set[str] = field(default_factory=set)
+    counts: dict[tuple[str, str, str], list[int]] = field(default_factory=dict)
+    per_topic: dict[str, int] = field(default_factory=dict)
+    _heap: list[tuple[int, int, Letter]] = field(default_factory=list)
+
+    def add(self, letter: Letter) -> None:
+        """Count one letter and keep it if it is among the newest."""
+        self.seen.add(letter.reason)
+        if self.reasons and letter.reason not in self.reasons:
+            return
+        key = (letter.topic, letter.stage, letter.reason)
+        entry = self.counts.setdefault(key, [0, letter.timestamp_ms, letter.timestamp_ms])
+        entry[0] += 1
+        entry[1] = min(entry[1], letter.timestamp_ms)
+        entry[2] = max(entry[2], letter.timestamp_ms)
+        self.per_topic[letter.topic] = self.per_topic.get(letter.topic, 0) + 1
+        if self.newest:
+            item = (letter.timestamp_ms, self.total, letter)
+            if len(self._heap) < self.newest:
+                heapq.heappush(self._heap, item)
+            else:
+                heapq.heappushpop(self._heap, item)
+
+    @property
+    def letters(self) -> list[Letter]:
+        """The newest letters kept, oldest first."""
+        return [item[2] for item in sorted(self._heap, key=lambda i: (i[0], i[1]))]
+
+    @property
+    def total(self) -> int:
+        """Every letter counted."""
+        return sum(self.per_topic.values())
+
+    def rows(self) -> list[Row]:
+        """One row per topic, stage and reason, the most frequent first."""
+        rows = [Row(*key, n, first, last) for key, (n, first, last) in self.counts.items()]
+        return sorted(rows, key=lambda r: (-r.count, r.topic, r.stage, r.reason))
+
+
+STALL_S = 10.0
+""":func:`read_letters` stops when no record arrived for this long (e.g. behind a
+transaction still open): what was read by then is what it returns."""
+
+
+def read_letters(
+    settings: Settings,
+    topics: Iterable[str],
+    start_ms: int,
+    on_missing: Callable[[str], object] = lambda topic: None,
+) -> Iterator[Letter]:
+    """The committed dead letters of ``topics`` written at or after ``start_ms``.
+
+    Each partition is sought to its first record at or after ``start_ms`` (Kafka's time
+    index) and read to its end as it was when reading began (or until nothing came for
+    :data:`STALL_S`). A topic that does not exist yields nothing and is passed to
+    ``on_missing``.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    from plantwatch.connections import kafka_config
+
+    consumer = KafkaConsumer(
+        **kafka_config(settings), enable_auto_commit=False, isolation_level="read_committed"
+    )
+    try:
+        parts = []
+        for topic in topics:
+            found = consumer.partitions_for_topic(topic)
+            if not found:
+                on_missing(topic)
+            parts += [TopicPartition(topic, p) for p in sorted(found or ())]
+        if not parts:
+            return
+        consumer.assign(parts)
+        ends = consumer.end_offsets(parts)
+        starts = consumer.offsets_for_times({tp: start_ms for tp in parts})
+        todo = []
+        for tp in parts:
+            found = starts.get(tp)
+            if found is None:  # nothing at or after start_ms
+                continue
+            consumer.seek(tp, found.offset)
+            todo.append(tp)
+        consumer.pause(*(tp for tp in parts if tp not in todo))
+        stalled_since = time.monotonic()
+        while todo and time.monotonic() - stalled_since < STALL_S:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                stalled_since = time.monotonic()
+                for record in records:
+                    if record.offset >= ends[tp]:
+                        break
+                    yield letter_of(record)
+            for tp in [tp for tp in todo if consumer.position(tp) >= ends[tp]]:
+                todo.remove(tp)
+                consumer.pause(tp)
+    finally:
+        consumer.close()
