@@ -7,6 +7,7 @@ when those are not running. Each test uses its own topics or measurement tags.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,6 +110,50 @@ def wait_caught_up(settings: Settings, group: str, topic: str, timeout: float = 
             return
         time.sleep(0.5)
     pytest.fail(f"group {group} still {lag} records behind on {topic} after {timeout}s")
+
+
+class CommitWatch(threading.Thread):
+    """Samples a group's committed offsets every 10 ms; keeps any that moved back.
+
+    A commit must never go below one made before: the records between would be taken
+    for new ones after the next crash (the duplicates of the bug fixed on 2026-11-30).
+    Use: ``start()``, the work, then ``stop()``, which asserts.
+    """
+
+    def __init__(self, settings: Settings, group: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.group, self.topic = settings, group, topic
+        self.done = threading.Event()
+        self.backwards: list[tuple[int, int, int]] = []
+        self.samples = 0
+
+    def run(self) -> None:
+        import time
+
+        from kafka import KafkaConsumer, TopicPartition
+
+        from plantwatch.connections import kafka_config
+
+        consumer = KafkaConsumer(**kafka_config(self.settings, group_id=self.group))
+        parts = [TopicPartition(self.topic, p) for p in consumer.partitions_for_topic(self.topic)]
+        last: dict[int, int] = {}
+        while not self.done.is_set():
+            for tp in parts:
+                offset = consumer.committed(tp)
+                if offset is not None and offset < last.get(tp.partition, offset):
+                    self.backwards.append((tp.partition, last[tp.partition], offset))
+                if offset is not None:
+                    last[tp.partition] = offset
+            self.samples += 1
+            time.sleep(0.01)
+        consumer.close()
+
+    def stop(self) -> None:
+        """Stop sampling; fails the test if a commit moved back (or nothing was sampled)."""
+        self.done.set()
+        self.join()
+        assert self.samples > 10, "the watch sampled nothing"
+        assert not self.backwards, f"commits moved back (partition, from, to): {self.backwards}"
 
 
 @pytest.fixture

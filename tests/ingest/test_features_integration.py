@@ -1,7 +1,10 @@
 """Issue 4's acceptance test: ingest -> features topic under repeated SIGKILLs.
 
 The features topic (read_committed) must hold exactly one vector per machine per closed
-step, each equal to the offline computation over the same telemetry.
+step, each equal to the offline computation over the same telemetry; and the group's
+committed offsets, sampled throughout, must never move back (a commit made inside a
+partition's replay did before 2026-11-30; a duplicate followed only when a kill landed
+before the replay's end: ``tests/ingest/test_replay_commit.py`` is the pure version).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ingest.contract import validate
 from plantwatch.connections import kafka_config
 from plantwatch.presets import PLANT_SENSORS
 from plantwatch.settings import Settings
+from tests.conftest import CommitWatch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -107,6 +111,8 @@ def test_features_exactly_once_across_sigkills(
     )
     assert sim.returncode == 0, sim.stderr
 
+    watch = CommitWatch(live_services, env["PLANTWATCH_INGEST_GROUP"], topic)
+    watch.start()
     rng = random.Random(unique)
     for _ in range(4):
         proc = subprocess.Popen(
@@ -120,6 +126,7 @@ def test_features_exactly_once_across_sigkills(
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     run_ingest(live_services, env, tmp_path / "final.log")
+    watch.stop()
 
     # What the features topic holds (committed transactions only).
     streamed: dict[tuple[str, int], np.ndarray] = {}

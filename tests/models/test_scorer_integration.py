@@ -19,7 +19,7 @@ import pytest
 from models.predictions import Prediction, decode_prediction
 from models.registry import artifact_version
 from plantwatch.settings import Settings
-from tests.conftest import group_lag, wait_caught_up
+from tests.conftest import CommitWatch, group_lag, wait_caught_up
 from tests.models.tiny import MIN_STEPS, WINDOW, feature_record, make_artifact, write_window
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -175,6 +175,10 @@ def test_one_prediction_per_machine_per_step_identical_across_sigkill(
     bad = [("m-000", b"{not json"), ("m-001", feature_record("m-001", 3, config="other"))]
     _produce(settings, topic, _steps(machines, range(18)) + bad)
     args = ("--max-batch", "16", "--max-wait-ms", "20", "--log-every", "1")
+    # Commits never move back. Here the replay after the restart fits in one poll, so a
+    # commit inside a replay is caught by tests/models/test_scorer_replay.py, not here.
+    watch = CommitWatch(settings, kill_env["PLANTWATCH_SCORER_GROUP"], topic)
+    watch.start()
     first = Scorer(kill_env, tmp_path / "kill.log", *args)
     first.wait_assigned()
     rest = _steps(machines, range(18, steps))
@@ -197,6 +201,7 @@ def test_one_prediction_per_machine_per_step_identical_across_sigkill(
     second = Scorer(kill_env, tmp_path / "kill.log", "--idle-exit", "4", *args)
     assert second.wait() == 0, (tmp_path / "kill.log").read_text()[-3000:]
     assert "replaying offsets" in (tmp_path / "kill.log").read_text()
+    watch.stop()
     reference = Scorer(ref_env, tmp_path / "ref.log", "--idle-exit", "4")
     assert reference.wait() == 0, (tmp_path / "ref.log").read_text()[-3000:]
 
