@@ -88,5 +88,5 @@ def headers_of(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
 
 def reason_of(headers: Sequence[tuple[str, bytes]]) -> tuple[str, str]:
     """The (reason, detail) pair of a dead letter's headers."""
-    found = {k: v.decode("utf-8", "replace") for k, v in headers}
-    return found.get(REASON, ""), found.get(DETAIL, "")
+    found = headers_of(headers)
+    return found.get("reason", ""), found.get("detail", "")

@@ -148,16 +148,13 @@ class Row:
     last_ms: int
 
 
-_EXAMPLE = Letter("t.dlq", 0, 0, 0, "ingest", "", "", "t", 0, 0, 0, None, None)
-
-
 @dataclass
 class Digest:
     """Counts per topic, stage and reason, and the ``newest`` letters (by DLQ time).
 
-    >>> from dataclasses import replace
+    >>> letter = Letter("t.dlq", 0, 0, 0, "ingest", "not_json", "", "t", 0, 0, 0, None, None)
     >>> d = Digest(reasons=frozenset({"not_jsn"}))
-    >>> d.add(replace(_EXAMPLE, reason="not_json")); d.total, sorted(d.seen)
+    >>> d.add(letter); d.total, sorted(d.seen)
     (0, ['not_json'])
     """
 
@@ -242,10 +239,10 @@ def read_letters(
         starts = consumer.offsets_for_times({tp: start_ms for tp in parts})
         todo = []
         for tp in parts:
-            found = starts.get(tp)
-            if found is None:  # nothing at or after start_ms
+            first = starts.get(tp)
+            if first is None:  # nothing at or after start_ms
                 continue
-            consumer.seek(tp, found.offset)
+            consumer.seek(tp, first.offset)
             todo.append(tp)
         consumer.pause(*(tp for tp in parts if tp not in todo))
         stalled_since = time.monotonic()

@@ -63,10 +63,9 @@ class Comparison:
     true_alarms: int = 0
     false_alarms: int = 0
     missed_failures: list[Failure] = field(default_factory=list)
-    false_tickets: list[Opened] = field(default_factory=list)
+    false_tickets: list[tuple[Opened, int | None]] = field(default_factory=list)
+    """Each false ticket, with the ms until its machine's next failure (None if none)."""
     unjudged_tickets: list[Opened] = field(default_factory=list)
-    false_next_ms: list[int | None] = field(default_factory=list)
-    """Per false ticket (same order): ms until its machine's next failure, None if none."""
 
     @property
     def tickets(self) -> int:
@@ -94,7 +93,7 @@ class Comparison:
 
         Each is more than ``max_lead_ms``: a warning earlier than the rules count.
         """
-        return [t for t in self.false_next_ms if t is not None]
+        return [nxt for _, nxt in self.false_tickets if nxt is not None]
 
     def ticket_lists(self) -> dict[str, list[dict[str, Any]]]:
         """What to look at next, JSON-ready.
@@ -109,7 +108,7 @@ class Comparison:
                     "opened_ms": t.ts_ms,
                     "next_failure_ms": None if nxt is None else t.ts_ms + nxt,
                 }
-                for t, nxt in zip(self.false_tickets, self.false_next_ms, strict=True)
+                for t, nxt in self.false_tickets
             ],
             "missed_failures": [
                 {"equipment_id": f.equipment_id, "ts_ms": f.ts_ms} for f in self.missed_failures
@@ -168,8 +167,7 @@ def compare(
             result.unjudged_tickets.append(t)
         else:
             result.false_alarms += 1
-            result.false_tickets.append(t)
-            result.false_next_ms.append(times[nxt] - t.ts_ms if nxt < len(times) else None)
+            result.false_tickets.append((t, times[nxt] - t.ts_ms if nxt < len(times) else None))
     return result
 
 

@@ -120,19 +120,15 @@ def _echo_text(
         [r.topic, r.stage, r.reason, f"{r.count:,}", iso(r.first_ms), iso(r.last_ms)]
         for r in digest.rows()
     ]
-    if not rows:
-        click.echo("  none")
+    header = ["topic", "stage", "reason", "letters", "first", "last"]
+    for line in text_table(header, rows) if rows else ["none"]:
+        click.echo(f"  {line}")
     unmatched = sorted(set(reasons) - digest.seen)
     if unmatched and digest.seen:
         click.echo(
             f"  no letter has reason {', '.join(unmatched)}; the reasons of the letters "
             f"read: {', '.join(sorted(digest.seen))}"
         )
-    if not rows:
-        return
-    header = ["topic", "stage", "reason", "letters", "first", "last"]
-    for line in text_table(header, rows):
-        click.echo(f"  {line}")
     letters = list(reversed(digest.letters))
     if not letters:
         return
