@@ -46,19 +46,38 @@ def fit_calibration(logits: F, y: F) -> tuple[float, float]:
     return (a, b) if a > 0 else (1.0, 0.0)
 
 
+def share_weights(y: F, positive_share: float) -> NDArray[np.float64]:
+    """Window weights that make the positives ``positive_share`` of the total weight."""
+    y = np.asarray(y)
+    n_pos, n_neg = int(np.sum(y == 1)), int(np.sum(y != 1))
+    if not 0.0 < positive_share < 1.0 or n_pos == 0 or n_neg == 0:
+        raise ValueError(
+            f"positive_share {positive_share!r}: expected a share in (0, 1) and windows of "
+            f"both classes (got {n_pos} positive, {n_neg} negative)"
+        )
+    return np.where(y == 1, positive_share / n_pos, (1.0 - positive_share) / n_neg)
+
+
 def choose_threshold(
-    y: F, p: F, target_recall: float | None = None, tolerance: float = 0.01
+    y: F,
+    p: F,
+    target_recall: float | None = None,
+    tolerance: float = 0.01,
+    positive_share: float | None = None,
 ) -> float:
     """The alert threshold from validation windows.
 
     Max F1: the F1 curve is flat near its maximum and its argmax jumps with a few
     validation machines, so the threshold is the median of all thresholds whose F1 is
     within ``tolerance`` of the maximum (0 gives the plain argmax). With
-    ``target_recall``: the highest threshold that reaches that recall.
+    ``target_recall``: the highest threshold that reaches that recall. With
+    ``positive_share``: F1 as if positives were that share of the windows (the windows
+    are weighted, :func:`share_weights`); the F1-best threshold depends on that mix.
     """
     from sklearn.metrics import precision_recall_curve
 
-    precision, recall, thresholds = precision_recall_curve(y, p)
+    weights = None if positive_share is None else share_weights(y, positive_share)
+    precision, recall, thresholds = precision_recall_curve(y, p, sample_weight=weights)
     precision, recall = precision[:-1], recall[:-1]
     if target_recall is not None:
         ok = np.flatnonzero(recall >= target_recall)
