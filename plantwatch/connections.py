@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from plantwatch.errors import AuthenticationError, ConnectionCheckError
-from plantwatch.kafka_check import check_kafka_login
+from plantwatch.kafka_check import check_kafka_login, check_kafka_reachable
 from plantwatch.settings import Settings, env_name
 
 if TYPE_CHECKING:
@@ -55,7 +55,8 @@ def stage_consumer_config(settings: Settings, group: str, **extra: Any) -> dict[
     )
 
 
-# Settings whose secured Kafka listener accepted our TLS trust and SASL login, this process.
+# Settings whose Kafka was reachable and whose secured listener accepted our TLS trust and
+# SASL login, this process.
 _LOGIN_CHECKED: set[Settings] = set()
 
 
@@ -72,6 +73,7 @@ def kafka_errors(settings: Settings) -> Iterator[None]:
 
     servers = settings.kafka_bootstrap_servers
     if settings not in _LOGIN_CHECKED:
+        check_kafka_reachable(settings)
         check_kafka_login(settings)
         _LOGIN_CHECKED.add(settings)
     try:

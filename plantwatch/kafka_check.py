@@ -22,6 +22,39 @@ _SASL_HANDSHAKE, _SASL_AUTHENTICATE, _API_VERSIONS = 17, 36, 18
 _CLIENT_ID = b"plantwatch-check"
 
 
+def check_kafka_reachable(settings: Settings, timeout_s: float = 3.0) -> None:
+    """Raise a one-line error at once when no bootstrap server accepts a TCP connection.
+
+    kafka-python only gives up after its 30 s bootstrap timeout, with "Unable to
+    bootstrap" and no cause. A broker that is down refuses the connection at once and a
+    wrong host name fails its lookup at once, so this says which, per server, in well
+    under a second (at most ``timeout_s`` per server that does not answer). A server that
+    accepts the connection passes; whether it speaks Kafka is the client's to find out.
+
+    Raises:
+        ConnectionCheckError: no bootstrap server could be connected to.
+    """
+    failures = []
+    for host, port in settings.kafka_hosts:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except socket.gaierror:
+            failures.append(f"{host}:{port} host name not found")
+        except ConnectionRefusedError:
+            failures.append(f"{host}:{port} refused the connection")
+        except TimeoutError:
+            failures.append(f"{host}:{port} did not answer in {timeout_s:g} s")
+        except OSError as exc:
+            failures.append(f"{host}:{port} {exc.strerror or type(exc).__name__}")
+        else:
+            return
+    raise ConnectionCheckError(
+        f"cannot reach Kafka: {'; '.join(failures)} (set "
+        f"{env_name('kafka_bootstrap_servers')}; is the broker running? "
+        "`plantwatch services up` starts a local one)"
+    )
+
+
 def check_kafka_login(settings: Settings, timeout_s: float = 5.0) -> None:
     """Raise a one-line error when the first broker refuses our TLS trust or SASL login.
 
