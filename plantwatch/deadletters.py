@@ -22,6 +22,7 @@ and the newest letters, so a topic of any size is read in bounded memory.
 from __future__ import annotations
 
 import base64
+import contextlib
 import heapq
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -258,3 +259,162 @@ def read_letters(
                 consumer.pause(tp)
     finally:
         consumer.close()
+
+
+REDRIVEN_FROM = "plantwatch.redriven.from"
+"""Header on a redriven copy: ``dlq-topic[partition]@offset`` of its dead letter."""
+
+
+def marks_topic(dlq_topic: str) -> str:
+    """The compacted topic that records which letters of ``dlq_topic`` were redriven."""
+    return f"{dlq_topic}.redriven"
+
+
+def mark_of(letter: Letter) -> tuple[str, int, int, int]:
+    """What identifies a letter across runs: DLQ topic, partition, offset and time.
+
+    The time tells a letter apart from one at the same offset of a re-created topic.
+    """
+    return (letter.topic, letter.partition, letter.offset, letter.timestamp_ms)
+
+
+def _mark_key(letter: Letter) -> bytes:
+    return f"{letter.partition}:{letter.offset}:{letter.timestamp_ms}".encode()
+
+
+def read_marks(settings: Settings, dlq_topics: Iterable[str]) -> set[tuple[str, int, int, int]]:
+    """The letters of ``dlq_topics`` that a redrive committed (their marks topics, whole)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from plantwatch.connections import kafka_config
+
+    consumer = KafkaConsumer(
+        **kafka_config(settings), enable_auto_commit=False, isolation_level="read_committed"
+    )
+    marks: set[tuple[str, int, int, int]] = set()
+    try:
+        parts = {
+            TopicPartition(marks_topic(t), p): t
+            for t in dlq_topics
+            for p in consumer.partitions_for_topic(marks_topic(t)) or ()
+        }
+        if not parts:
+            return marks
+        consumer.assign(list(parts))
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(list(parts))
+        todo = [tp for tp in parts if ends[tp] > 0]
+        stalled_since = time.monotonic()
+        while todo and time.monotonic() - stalled_since < STALL_S:
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                stalled_since = time.monotonic()
+                for record in records:
+                    fields = (record.key or b"").decode("ascii", "replace").split(":")
+                    if len(fields) == 3 and all(f.lstrip("-").isdigit() for f in fields):
+                        p, o, ts = (int(f) for f in fields)
+                        marks.add((parts[tp], p, o, ts))
+            todo = [tp for tp in todo if consumer.position(tp) < ends[tp]]
+    finally:
+        consumer.close()
+    return marks
+
+
+@dataclass
+class Redrive:
+    """What a redrive did; only committed letters are counted in ``redriven``."""
+
+    redriven: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(DLQ topic, reason, source topic) -> letters re-published, committed."""
+    already: int = 0
+    """Letters skipped: an earlier redrive committed them."""
+    no_source: dict[str, int] = field(default_factory=dict)
+    """Letters skipped per source topic named in their headers that does not exist ("" for
+    a letter with no source topic header)."""
+
+    @property
+    def total(self) -> int:
+        """Letters re-published."""
+        return sum(self.redriven.values())
+
+
+def redrive(
+    producer: Any,
+    letters: Iterable[Letter],
+    done: set[tuple[str, int, int, int]],
+    partitions: Callable[[str], set[int] | None],
+    result: Redrive | None = None,
+    chunk: int = 500,
+) -> Redrive:
+    """Re-publish each letter's key and value to its source topic and partition, once.
+
+    ``producer`` is a transactional KafkaProducer whose ``init_transactions()`` ran before
+    ``done`` (:func:`read_marks`) was read, so that a concurrent redrive is fenced off and
+    its committed work is in ``done``. Each transaction of up to ``chunk`` letters holds
+    their copies and their marks (``marks_topic``): a letter counts as redriven exactly
+    when both are committed, and a later run skips it. A copy goes to the partition the
+    letter came from (one machine's records stay on one partition), carries the
+    :data:`REDRIVEN_FROM` header and no other, and is stamped with the current time.
+    ``partitions(topic)`` gives a topic's partitions (None or empty: no such topic).
+    Counts go into ``result`` as transactions commit, so a caller that catches an error
+    still knows what was done.
+    """
+    import orjson
+
+    result = Redrive() if result is None else result
+    pending: dict[tuple[str, str, str], int] = {}
+    in_transaction = False
+    known: dict[str, set[int] | None] = {}
+    try:
+        for letter in letters:
+            if mark_of(letter) in done:
+                result.already += 1
+                continue
+            if letter.source_topic not in known:
+                known[letter.source_topic] = (
+                    partitions(letter.source_topic) if letter.source_topic else None
+                )
+            parts = known[letter.source_topic]
+            if not parts:
+                result.no_source[letter.source_topic] = (
+                    result.no_source.get(letter.source_topic, 0) + 1
+                )
+                continue
+            if not in_transaction:
+                producer.begin_transaction()
+                in_transaction = True
+            where = f"{letter.topic}[{letter.partition}]@{letter.offset}"
+            producer.send(
+                letter.source_topic,
+                key=letter.key,
+                value=letter.value,
+                partition=letter.source_partition if letter.source_partition in parts else None,
+                headers=[(REDRIVEN_FROM, where.encode())],
+            )
+            producer.send(
+                marks_topic(letter.topic),
+                key=_mark_key(letter),
+                value=orjson.dumps({"to": letter.source_topic, "reason": letter.reason}),
+            )
+            done.add(mark_of(letter))
+            key = (letter.topic, letter.reason, letter.source_topic)
+            pending[key] = pending.get(key, 0) + 1
+            if sum(pending.values()) >= chunk:
+                producer.commit_transaction()
+                in_transaction = False
+                _merge(result.redriven, pending)
+        if in_transaction:
+            producer.commit_transaction()
+            in_transaction = False
+            _merge(result.redriven, pending)
+    except BaseException:
+        if in_transaction:
+            with contextlib.suppress(Exception):  # a fenced producer cannot abort either
+                producer.abort_transaction()
+        raise
+    return result
+
+
+def _merge(into: dict[tuple[str, str, str], int], pending: dict[tuple[str, str, str], int]) -> None:
+    for key, n in pending.items():
+        into[key] = into.get(key, 0) + n
+    pending.clear()

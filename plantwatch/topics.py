@@ -34,8 +34,13 @@ def partitions_of(settings: Settings, topic: str) -> int | None:
     return len(parts) if parts else None
 
 
-def ensure_topics(settings: Settings, topics: dict[str, int]) -> list[str]:
-    """Create the missing ones of ``topics`` (name -> partitions); returns those created."""
+def ensure_topics(
+    settings: Settings, topics: dict[str, int], configs: dict[str, str] | None = None
+) -> list[str]:
+    """Create the missing ones of ``topics`` (name -> partitions); returns those created.
+
+    ``configs``: topic settings for the ones created, e.g. ``{"cleanup.policy": "compact"}``.
+    """
     from kafka import KafkaAdminClient
 
     with kafka_errors(settings):
@@ -43,7 +48,7 @@ def ensure_topics(settings: Settings, topics: dict[str, int]) -> list[str]:
         try:
             existing = set(admin.list_topics())
             missing: dict[str, dict[str, Any]] = {
-                name: {"num_partitions": n, "replication_factor": -1}
+                name: {"num_partitions": n, "replication_factor": -1, "configs": configs or {}}
                 for name, n in topics.items()
                 if name not in existing
             }

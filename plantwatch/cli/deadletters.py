@@ -9,9 +9,13 @@ import click
 
 from plantwatch.cli.main import cli, settings_from
 from plantwatch.cli.options import since_option
+from plantwatch.errors import OptionError, PlantwatchError
 
 if TYPE_CHECKING:
-    from plantwatch.deadletters import Digest
+    from collections.abc import Iterator
+
+    from plantwatch.deadletters import Digest, Letter, Redrive
+    from plantwatch.settings import Settings
 
 
 @cli.command("dead-letters")
@@ -46,6 +50,13 @@ if TYPE_CHECKING:
     show_default=True,
     help="Longest preview of a letter's value, in characters.",
 )
+@click.option(
+    "--redrive",
+    is_flag=True,
+    help="Re-publish the letters with the --reason codes (required) to the topic and "
+    "partition they came from, once: for when their cause is fixed (a model deployed, a "
+    "limit raised). A letter redriven before is skipped.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
 @click.pass_context
 def dead_letters_cmd(
@@ -55,6 +66,7 @@ def dead_letters_cmd(
     reasons: tuple[str, ...],
     limit: int,
     width: int,
+    redrive: bool,
     as_json: bool,
 ) -> None:
     """Show the dead letters: counts by topic, stage and reason, then the newest in full.
@@ -64,10 +76,18 @@ def dead_letters_cmd(
     reason, the precise detail (field, value, what was expected) and the source topic,
     partition and offset in its headers. This reads those topics (committed records, from
     --since on, by the time each letter was written) and prints what a fix needs: which
-    producer sent what, and what was wrong with it. Read-only; it joins no consumer group.
+    producer sent what, and what was wrong with it. It joins no consumer group.
+
+    With --redrive (and --reason) it re-publishes those letters' original key and value
+    to their source topic and partition, so the stage reads them again, e.g. predictions
+    of a model the alerting stage did not have (unknown_model_version) once it has, or
+    telemetry older than PLANTWATCH_INGEST_MAX_PAST_S (ts_out_of_range) once that is
+    raised. Each copy and a mark in <dlq topic>.redriven commit in one transaction, so a
+    letter is redriven once, however often the command runs; a copy that the stage
+    refuses again comes back as a new letter. Without --redrive nothing is written.
     """
     from plantwatch.connections import kafka_errors
-    from plantwatch.deadletters import Digest, read_letters
+    from plantwatch.deadletters import Digest, mark_of, read_letters, read_marks
     from plantwatch.flux import parse_when
 
     settings = settings_from(ctx)
@@ -77,18 +97,109 @@ def dead_letters_cmd(
         settings.topic_features_dlq,
         settings.topic_predictions_dlq,
     ]
+    if redrive and not reasons:
+        raise OptionError(
+            "--redrive",
+            "without --reason",
+            "one or more --reason codes whose cause is fixed (a letter of another reason "
+            "would only be refused again)",
+        )
     digest = Digest(newest=limit, reasons=frozenset(reasons))
     missing: list[str] = []
-    with kafka_errors(settings):
-        for letter in read_letters(settings, names, int(start.timestamp() * 1000), missing.append):
+    start_ms = int(start.timestamp() * 1000)
+
+    def letters() -> Iterator[Letter]:
+        for letter in read_letters(settings, names, start_ms, missing.append):
             digest.add(letter)
+            if not digest.reasons or letter.reason in digest.reasons:
+                yield letter
+
+    done = None
+    with kafka_errors(settings):
+        if redrive:
+            done = _redrive(settings, names, letters())
+            before = done.already
+        else:
+            marks = read_marks(settings, names)
+            before = sum(mark_of(letter) in marks for letter in letters())
     if as_json:
-        _echo_json(digest, names, start, missing)
+        _echo_json(digest, names, start, missing, before, done)
     else:
-        _echo_text(digest, names, since, width, missing)
+        _echo_text(digest, names, since, width, missing, before if done is None else 0)
+        if done is not None:
+            _echo_redrive(done)
 
 
-def _echo_json(digest: Digest, names: list[str], start: datetime, missing: list[str]) -> None:
+def _redrive(settings: Settings, names: list[str], letters: Iterator[Letter]) -> Redrive:
+    """Redrive ``letters`` with a transactional producer; errors say what was committed."""
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import KafkaError
+
+    from plantwatch.connections import kafka_config
+    from plantwatch.deadletters import Redrive, marks_topic, read_marks, redrive
+    from plantwatch.topics import ensure_topics
+
+    meta = KafkaConsumer(**kafka_config(settings))
+    producer = None
+    result = Redrive()
+    try:
+        existing = [n for n in names if meta.partitions_for_topic(n)]
+        ensure_topics(
+            settings, {marks_topic(n): 1 for n in existing}, {"cleanup.policy": "compact"}
+        )
+        producer = KafkaProducer(
+            **kafka_config(
+                settings, acks="all", transactional_id=f"{settings.ingest_group}-redrive"
+            )
+        )
+        producer.init_transactions()  # fences a redrive still running, before reading marks
+        done = read_marks(settings, existing)
+        return redrive(producer, letters, done, meta.partitions_for_topic, result)
+    except KafkaError as exc:
+        fenced = "Fenced" in type(exc).__name__
+        raise PlantwatchError(
+            f"redrive stopped after {result.total:,} letters were redriven (committed; a "
+            f"new run skips them): {type(exc).__name__}: {exc}"
+            + (" (another redrive started and took over)" if fenced else "")
+        ) from exc
+    finally:
+        if producer is not None:
+            producer.close()
+        meta.close()
+
+
+def _redrive_doc(done: Redrive) -> dict[str, object]:
+    return {
+        "redriven": [
+            {"topic": topic, "reason": reason, "to": to, "letters": n}
+            for (topic, reason, to), n in sorted(done.redriven.items())
+        ],
+        "already_redriven": done.already,
+        "source_topic_missing": done.no_source,
+    }
+
+
+def _echo_redrive(done: Redrive) -> None:
+    parts = [
+        f"{n:,} {reason} from {topic} to {to}"
+        for (topic, reason, to), n in sorted(done.redriven.items())
+    ]
+    click.echo(f"\nredriven: {done.total:,} letters" + (f" ({'; '.join(parts)})" if parts else ""))
+    if done.already:
+        click.echo(f"  skipped {done.already:,} redriven before")
+    for topic, n in sorted(done.no_source.items()):
+        where = f"source topic {topic} does not exist" if topic else "no source topic header"
+        click.echo(f"  skipped {n:,}: {where}")
+
+
+def _echo_json(
+    digest: Digest,
+    names: list[str],
+    start: datetime,
+    missing: list[str],
+    before: int,
+    done: Redrive | None = None,
+) -> None:
     import orjson
 
     doc = {
@@ -99,12 +210,15 @@ def _echo_json(digest: Digest, names: list[str], start: datetime, missing: list[
         "missing_topics": missing,
         "counts": [vars(r) for r in digest.rows()],
         "newest": [letter.to_doc() for letter in reversed(digest.letters)],
+        "redriven_before": before,
     }
+    if done is not None:
+        doc["redrive"] = _redrive_doc(done)
     click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
 
 
 def _echo_text(
-    digest: Digest, names: list[str], since: str, width: int, missing: list[str]
+    digest: Digest, names: list[str], since: str, width: int, missing: list[str], before: int
 ) -> None:
     from plantwatch.deadletters import iso, preview
     from plantwatch.historyview import text_table
@@ -123,6 +237,8 @@ def _echo_text(
     header = ["topic", "stage", "reason", "letters", "first", "last"]
     for line in text_table(header, rows) if rows else ["none"]:
         click.echo(f"  {line}")
+    if before:
+        click.echo(f"  {before:,} of them redriven before (`--redrive` skips those)")
     unmatched = sorted(set(reasons) - digest.seen)
     if unmatched and digest.seen:
         click.echo(

@@ -1,0 +1,78 @@
+"""``plantwatch.deadletters.redrive``: once per letter, only committed work counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from plantwatch.deadletters import REDRIVEN_FROM, Letter, mark_of, marks_topic, redrive
+
+
+def _letter(offset: int, source: str = "telemetry", partition: int | None = 2) -> Letter:
+    return Letter(
+        "telemetry.dlq", 0, offset, 1_000 + offset, "ingest", "ts_out_of_range", "old",
+        source, partition, 40 + offset, 900, b"pump-1", f"v{offset}".encode(),
+    )  # fmt: skip
+
+
+class Producer:
+    """Keeps what each committed transaction sent; fails the ``fail_at``-th send."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at, self.sends = fail_at, 0
+        self.pending: list[tuple[str, dict[str, Any]]] = []
+        self.committed: list[tuple[str, dict[str, Any]]] = []
+        self.aborted = 0
+
+    def begin_transaction(self) -> None:
+        assert not self.pending
+
+    def send(self, topic: str, **kwargs: Any) -> None:
+        self.sends += 1
+        if self.sends == self.fail_at:
+            raise RuntimeError("broker gone")
+        self.pending.append((topic, kwargs))
+
+    def commit_transaction(self) -> None:
+        self.committed += self.pending
+        self.pending = []
+
+    def abort_transaction(self) -> None:
+        self.pending, self.aborted = [], self.aborted + 1
+
+
+def _parts(topic: str) -> set[int] | None:
+    return {0, 1, 2} if topic == "telemetry" else None
+
+
+def test_copies_go_to_their_source_partition_with_a_mark_each() -> None:
+    producer = Producer()
+    done = redrive(producer, [_letter(0), _letter(1, partition=7)], set(), _parts)
+    assert done.redriven == {("telemetry.dlq", "ts_out_of_range", "telemetry"): 2}
+    copies = [kw for topic, kw in producer.committed if topic == "telemetry"]
+    marks = [kw for topic, kw in producer.committed if topic == marks_topic("telemetry.dlq")]
+    assert [c["value"] for c in copies] == [b"v0", b"v1"]
+    assert [c["partition"] for c in copies] == [2, None]  # 7 does not exist: by key
+    assert copies[0]["headers"] == [(REDRIVEN_FROM, b"telemetry.dlq[0]@0")]
+    assert [m["key"] for m in marks] == [b"0:0:1000", b"0:1:1001"]
+
+
+def test_redriven_and_unplaceable_letters_are_skipped_and_counted() -> None:
+    producer = Producer()
+    letters = [_letter(0), _letter(1), _letter(2, source="gone"), _letter(3, source="")]
+    done = redrive(producer, letters, {mark_of(_letter(0))}, _parts)
+    assert done.total == 1
+    assert done.already == 1
+    assert done.no_source == {"gone": 1, "": 1}
+
+
+def test_a_failure_aborts_the_open_transaction_and_keeps_the_committed_count() -> None:
+    producer = Producer(fail_at=7)  # 2 sends per letter, chunks of 2: the 4th letter fails
+    done = redrive(producer, [], set(), _parts)
+    assert done.total == 0
+    with pytest.raises(RuntimeError, match="broker gone"):
+        redrive(producer, [_letter(i) for i in range(5)], set(), _parts, result=done, chunk=2)
+    assert producer.aborted == 1
+    assert done.total == 2
+    assert [kw["value"] for t, kw in producer.committed if t == "telemetry"] == [b"v0", b"v1"]

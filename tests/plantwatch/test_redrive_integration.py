@@ -1,0 +1,162 @@
+"""`plantwatch dead-letters --redrive` against the real broker and the real ingest stage.
+
+The story: a gateway flushes two hours of buffered readings; ingest refuses them as older
+than its limit (``ts_out_of_range``); the limit is raised and the letters are redriven;
+ingest takes them, each once, and a second redrive re-publishes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+from click.testing import CliRunner
+
+from ingest.contract import Limits, Telemetry, encode
+from ingest.service import IngestConfig, IngestService
+from plantwatch.cli import cli
+from plantwatch.connections import kafka_config
+from plantwatch.deadletters import REDRIVEN_FROM, marks_topic
+from plantwatch.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+HOUR_MS = 3_600_000
+
+
+class ListSink:
+    def __init__(self) -> None:
+        self.pending: list[Telemetry] = []
+        self.flushed: list[Telemetry] = []
+
+    def write(self, records: Sequence[Telemetry]) -> None:
+        self.pending.extend(records)
+
+    def flush(self) -> None:
+        self.flushed.extend(self.pending)
+        self.pending.clear()
+
+
+def _ingest(settings: Settings, topic: str, group: str, count: int, max_past_ms: int) -> ListSink:
+    """The ingest stage in-process until it has read ``count`` more records."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    sink = ListSink()
+    consumer = KafkaConsumer(
+        **kafka_config(
+            settings,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+    )
+    producer = KafkaProducer(**kafka_config(settings, acks="all"))
+    config = IngestConfig(
+        topic=topic, dlq_topic=f"{topic}.dlq", limits=Limits(max_past_ms=max_past_ms)
+    )
+    try:
+        IngestService(consumer, producer, [sink], config).run(
+            threading.Event(), max_messages=count, idle_exit_s=30
+        )
+    finally:
+        consumer.close()
+        producer.close()
+    return sink
+
+
+def _records(settings: Settings, topic: str) -> list[object]:
+    """Every committed record of ``topic``, read to its end."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        **kafka_config(settings, enable_auto_commit=False, isolation_level="read_committed")
+    )
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+    consumer.assign(parts)
+    consumer.seek_to_beginning()
+    ends = consumer.end_offsets(parts)
+    out: list[object] = []
+    deadline = time.monotonic() + 30
+    while any(consumer.position(tp) < ends[tp] for tp in parts) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            out.extend(records)
+    consumer.close()
+    return out
+
+
+def _redrive(topic: str) -> dict[str, object]:
+    args = ["dead-letters", "--topic", f"{topic}.dlq", "--reason", "ts_out_of_range"]
+    result = CliRunner().invoke(cli, [*args, "--since", "1h", "--redrive", "--json"])
+    assert result.exit_code == 0, result.output
+    doc: dict[str, object] = json.loads(result.output)
+    return doc
+
+
+def test_redriven_letters_are_ingested_once_after_the_fix(
+    live_services: Settings, make_topic: Callable[[str], str], unique: str
+) -> None:
+    from kafka import KafkaProducer
+
+    topic = make_topic(f"telemetry-{unique}")
+    make_topic(f"{topic}.dlq")
+    now = int(time.time() * 1000)
+    old = [Telemetry("pump-7", now - 2 * HOUR_MS + i * 1000, {"temp": 30.0 + i}) for i in range(3)]
+    fresh = [Telemetry("fan-1", now - 60_000 + i * 1000, {"rpm": 900.0}) for i in range(2)]
+    producer = KafkaProducer(**kafka_config(live_services, acks="all"))
+    sent = [producer.send(topic, key=t.equipment_id.encode(), value=encode(t)) for t in old]
+    for t in fresh:
+        producer.send(topic, key=t.equipment_id.encode(), value=encode(t))
+    producer.flush()
+    producer.close()
+    source_partition = sent[0].get(timeout=10).partition
+
+    group = f"g-{unique}"
+    first = _ingest(live_services, topic, group, 5, max_past_ms=HOUR_MS)
+    assert [t.equipment_id for t in first.flushed] == ["fan-1", "fan-1"]
+
+    doc = _redrive(topic)
+    assert doc["redrive"] == {
+        "redriven": [
+            {"topic": f"{topic}.dlq", "reason": "ts_out_of_range", "to": topic, "letters": 3}
+        ],
+        "already_redriven": 0,
+        "source_topic_missing": {},
+    }
+    copies = [r for r in _records(live_services, topic) if r.headers]  # type: ignore[attr-defined]
+    assert len(copies) == 3
+    assert {c.partition for c in copies} == {source_partition}  # type: ignore[attr-defined]
+    assert [c.value for c in copies] == [encode(t) for t in old]  # type: ignore[attr-defined]
+    origins = [dict(c.headers)[REDRIVEN_FROM] for c in copies]  # type: ignore[attr-defined]
+    assert all(o.startswith(f"{topic}.dlq[".encode()) for o in origins), origins
+
+    # the limit raised (the default 90 days): the copies are taken, in their order
+    second = _ingest(live_services, topic, group, 3, max_past_ms=90 * 24 * HOUR_MS)
+    assert second.flushed == old
+
+    again = _redrive(topic)
+    assert again["redrive"] == {"redriven": [], "already_redriven": 3, "source_topic_missing": {}}
+    assert len(_records(live_services, marks_topic(f"{topic}.dlq"))) == 3
+    listing = CliRunner().invoke(
+        cli, ["dead-letters", "--topic", f"{topic}.dlq", "--since", "1h", "--json"]
+    )
+    assert json.loads(listing.output)["redriven_before"] == 3
+    letters = _records(live_services, f"{topic}.dlq")
+    assert len(letters) == 3, "no copy was refused again"
+
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**kafka_config(live_services))
+    admin.delete_topics([marks_topic(f"{topic}.dlq")], raise_errors=False)
+    admin.close()
+
+
+def test_redrive_needs_a_reason() -> None:
+    result = CliRunner().invoke(cli, ["dead-letters", "--redrive"])
+    assert result.exit_code == 2
+    assert "--redrive" in result.output
+    assert "--reason" in result.output
+    assert "Traceback" not in result.output
