@@ -160,3 +160,44 @@ def test_redrive_needs_a_reason() -> None:
     assert "--redrive" in result.output
     assert "--reason" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_new_redrive_fences_one_still_running(
+    live_services: Settings, make_topic: Callable[[str], str], unique: str
+) -> None:
+    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka.errors import KafkaError
+
+    from ingest.dlq import dead_letter
+
+    topic = make_topic(f"telemetry-{unique}")
+    dlq = make_topic(f"{topic}.dlq")
+    plain = KafkaProducer(**kafka_config(live_services, acks="all"))
+    for i in range(3):
+        d = dead_letter(topic, 1, i, None, b"pump-3", f"v{i}".encode(), "ts_out_of_range", "x")
+        plain.send(dlq, key=d.key, value=d.value, headers=d.headers, partition=0)
+    plain.flush()
+    plain.close()
+    # a redrive that stalls mid-transaction: one copy sent, not committed
+    stalled = KafkaProducer(
+        **kafka_config(
+            live_services,
+            acks="all",
+            transactional_id=f"{live_services.ingest_group}-redrive",
+        )
+    )
+    stalled.init_transactions()
+    stalled.begin_transaction()
+    stalled.send(topic, key=b"pump-3", value=b"v0", partition=1)
+    stalled.flush()
+
+    doc = _redrive(topic)
+    assert doc["redrive"]["redriven"][0]["letters"] == 3  # type: ignore[index]
+    with pytest.raises(KafkaError):  # fenced: its copy never becomes visible
+        stalled.commit_transaction()
+    stalled.close()
+    assert sorted(r.value for r in _records(live_services, topic)) == [b"v0", b"v1", b"v2"]  # type: ignore[attr-defined]
+
+    admin = KafkaAdminClient(**kafka_config(live_services))
+    admin.delete_topics([marks_topic(dlq)], raise_errors=False)
+    admin.close()
