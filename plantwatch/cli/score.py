@@ -49,6 +49,15 @@ class NoModelError(PlantwatchError):
     "drained) [default: PLANTWATCH_SCORER_MAX_WAIT_MS, 200].",
 )
 @click.option(
+    "--max-poll-records",
+    type=click.IntRange(1, 100_000),
+    default=2000,
+    show_default=True,
+    help="Most records one poll takes from Kafka. Batches still close at --max-batch "
+    "windows; smaller polls bound the memory of a burst and replay a restart in smaller "
+    "steps.",
+)
+@click.option(
     "--idle-exit",
     type=click.FloatRange(min=0.1),
     default=None,
@@ -71,6 +80,7 @@ def score_cmd(
     device: str | None,
     max_batch: int | None,
     max_wait_ms: int | None,
+    max_poll_records: int,
     idle_exit: float | None,
     log_every: float,
 ) -> None:
@@ -120,6 +130,7 @@ def score_cmd(
         dlq_topic=settings.topic_features_dlq,
         max_batch=max_batch or settings.scorer_max_batch,
         max_wait_ms=max_wait_ms or settings.scorer_max_wait_ms,
+        max_poll_records=max_poll_records,
         attribution_fraction=settings.scorer_attribution_fraction,
         log_every_s=log_every,
     )

@@ -175,8 +175,8 @@ def test_one_prediction_per_machine_per_step_identical_across_sigkill(
     bad = [("m-000", b"{not json"), ("m-001", feature_record("m-001", 3, config="other"))]
     _produce(settings, topic, _steps(machines, range(18)) + bad)
     args = ("--max-batch", "16", "--max-wait-ms", "20", "--log-every", "1")
-    # Commits never move back. Here the replay after the restart fits in one poll, so a
-    # commit inside a replay is caught by tests/models/test_scorer_replay.py, not here.
+    # Commits never move back, also when a batch ends inside the replay after the restart
+    # (small polls: the replay takes several).
     watch = CommitWatch(settings, kill_env["PLANTWATCH_SCORER_GROUP"], topic)
     watch.start()
     first = Scorer(kill_env, tmp_path / "kill.log", *args)
@@ -198,7 +198,8 @@ def test_one_prediction_per_machine_per_step_identical_across_sigkill(
     producer.join()
     behind = group_lag(settings, kill_env["PLANTWATCH_SCORER_GROUP"], topic)
     assert behind > 0, "the kill came after everything was committed: nothing was tested"
-    second = Scorer(kill_env, tmp_path / "kill.log", "--idle-exit", "4", *args)
+    small = ("--max-poll-records", "40")
+    second = Scorer(kill_env, tmp_path / "kill.log", "--idle-exit", "4", *small, *args)
     assert second.wait() == 0, (tmp_path / "kill.log").read_text()[-3000:]
     assert "replaying offsets" in (tmp_path / "kill.log").read_text()
     watch.stop()
