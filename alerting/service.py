@@ -41,6 +41,7 @@ from alerting.tickets import new_ticket
 from ingest.dlq import DeadLetter, dead_letter
 from models.predictions import Prediction, decode_prediction
 from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
+from plantwatch.paused import retry_paused
 
 log = logging.getLogger("plantwatch.alerting")
 
@@ -289,24 +290,16 @@ class AlertingService:
         return opened
 
     def _write(self, lines: list[str]) -> None:
-        delay, paused = 0.5, False
-        while True:
-            try:
-                self._writer.write(lines)
-                break
-            except TransientWriteError as exc:
-                self.metrics.retried()
-                if not paused:
-                    self._consumer.pause(*self._consumer.assignment())
-                    paused = True
-                log.warning("alert: %s; paused, retrying in %.1fs", exc, delay)
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline:
-                    self._consumer.poll(timeout_ms=200)  # paused: keeps group membership only
-                delay = min(delay * 2, self.config.backoff_max_s)
-        if paused:
-            self._consumer.resume(*self._consumer.paused())
-            log.info("alert: InfluxDB is back; resumed")
+        retry_paused(
+            self._consumer,
+            lambda: self._writer.write(lines),
+            TransientWriteError,
+            self.config.backoff_max_s,
+            log,
+            "InfluxDB is back",
+            self.metrics.set_lag,
+            self.metrics.retried,
+        )
 
     def _send_dead(self, dead: list[DeadLetter]) -> None:
         if not dead:

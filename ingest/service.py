@@ -38,6 +38,7 @@ from ingest.order import OrderGuard
 from ingest.sinks import Sink, TransientSinkError
 from plantwatch.errors import PlantwatchError
 from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
+from plantwatch.paused import retry_paused
 
 log = logging.getLogger("plantwatch.ingest")
 
@@ -303,25 +304,19 @@ class IngestService:
         return batch.offsets
 
     def _flush_sinks(self) -> None:
-        delay = 0.5
-        paused = False
-        while True:
-            try:
-                for sink in self._sinks:
-                    sink.flush()
-                break
-            except TransientSinkError as exc:
-                if not paused:
-                    self._consumer.pause(*self._consumer.assignment())
-                    paused = True
-                log.warning("ingest: %s; paused, retrying in %.1fs", exc, delay)
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline:
-                    self._consumer.poll(timeout_ms=200)  # paused: keeps group membership only
-                delay = min(delay * 2, self.config.backoff_max_s)
-        if paused:
-            self._consumer.resume(*self._consumer.paused())
-            log.info("ingest: sinks are back; resumed")
+        def flush() -> None:
+            for sink in self._sinks:
+                sink.flush()
+
+        retry_paused(
+            self._consumer,
+            flush,
+            TransientSinkError,
+            self.config.backoff_max_s,
+            log,
+            "sinks are back",
+            self.metrics.set_lag,
+        )
 
     def _commit_offsets(self, offsets: dict[Any, int]) -> dict[Any, Any]:
         from kafka import OffsetAndMetadata

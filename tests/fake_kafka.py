@@ -36,6 +36,9 @@ class FakeConsumer:
     aborted_tail: offsets after the log that a read_committed consumer skips (an aborted
         transaction's records): the high watermark counts them, and the first empty poll
         at the end of the log moves the position past them without returning a record.
+
+    ``highwater`` is the end that the last poll's fetch reported; a paused partition is not
+    fetched, so it stands still while ``log`` grows (``end_offsets`` asks "the broker").
     """
 
     def __init__(
@@ -60,11 +63,13 @@ class FakeConsumer:
         self.committed_metadata = ""  # e.g. a stage's rewind point
         self.listener: Any = None
         self.drained_at: float | None = None
+        self.paused_tps: set[TopicPartition] = set()
+        self.fetched_high = 0  # the high watermark the last fetch reported
 
     def subscribe(self, topics: list[str], listener: Any) -> None:
         self.listener = listener
 
-    def poll(self, timeout_ms: int, max_records: int) -> dict[Any, list[Message]]:
+    def poll(self, timeout_ms: int, max_records: int = 500) -> dict[Any, list[Message]]:
         got = self._poll(timeout_ms, max_records)
         self.polls += 1
         if self.on_poll is not None:
@@ -75,11 +80,14 @@ class FakeConsumer:
         if self.listener is not None:
             self.listener.on_partitions_assigned({self.tp})
             self.listener = None
+        if self.tp in self.paused_tps:
+            return {}  # nothing fetched: the high watermark stands still, as kafka-python's
+        self.fetched_high = len(self.log) + self.aborted_tail
         got = self.log[self.offset : self.offset + min(self.chunk, max_records)]
         self.offset += len(got)
         if got:
             return {self.tp: got}
-        self.offset = max(self.offset, self.highwater(self.tp))  # past the aborted tail
+        self.offset = max(self.offset, self.fetched_high)  # past the aborted tail
         self.empty_polls += 1
         if self.drained_at is None:
             self.drained_at = time.monotonic()
@@ -110,10 +118,23 @@ class FakeConsumer:
         return self.offset
 
     def highwater(self, tp: TopicPartition) -> int:
-        return len(self.log) + self.aborted_tail
+        return self.fetched_high
 
     def group_metadata(self) -> str:
         return "group"
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused_tps |= set(tps)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self.paused_tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused_tps -= set(tps)
+
+    def end_offsets(self, tps: list[TopicPartition], timeout_ms: int | None = None) -> Any:
+        """The broker's end: records appended to ``log`` after the last poll included."""
+        return {tp: len(self.log) + self.aborted_tail for tp in tps}
 
 
 class FakeFuture:
