@@ -206,6 +206,15 @@ STALL_S = 10.0
 transaction still open): what was read by then is what it returns."""
 
 
+def _behind(consumer: Any, tps: list[Any], ends: dict[Any, int]) -> set[Any]:
+    """The partitions of ``tps`` not read to ``ends`` (a trailing commit marker is read)."""
+    from plantwatch.idle import records_to_read
+
+    positions = {tp: consumer.position(tp) for tp in tps}
+    highwaters = {tp: consumer.highwater(tp) for tp in tps}
+    return set(records_to_read(positions, {tp: ends[tp] for tp in tps}, highwaters))
+
+
 def read_letters(
     settings: Settings,
     topics: Iterable[str],
@@ -254,7 +263,7 @@ def read_letters(
                     if record.offset >= ends[tp]:
                         break
                     yield letter_of(record)
-            for tp in [tp for tp in todo if consumer.position(tp) >= ends[tp]]:
+            for tp in [tp for tp in todo if tp not in _behind(consumer, todo, ends)]:
                 todo.remove(tp)
                 consumer.pause(tp)
     finally:
@@ -313,7 +322,7 @@ def read_marks(settings: Settings, dlq_topics: Iterable[str]) -> set[tuple[str, 
                     if len(fields) == 3 and all(f.lstrip("-").isdigit() for f in fields):
                         p, o, ts = (int(f) for f in fields)
                         marks.add((parts[tp], p, o, ts))
-            todo = [tp for tp in todo if consumer.position(tp) < ends[tp]]
+            todo = [tp for tp in todo if tp in _behind(consumer, todo, ends)]
     finally:
         consumer.close()
     return marks
