@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -26,6 +33,22 @@ from plantwatch.errors import SettingsError
 ENV_PREFIX = "PLANTWATCH_"
 
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+def kafka_name(value: str, what: str = "a Kafka topic name") -> str:
+    """``value`` when Kafka accepts it as a topic or group name, else a ValueError.
+
+    >>> kafka_name("telemetry.dlq")
+    'telemetry.dlq'
+    >>> kafka_name("..")
+    Traceback (most recent call last):
+    ValueError: a Kafka topic name: 1-249 characters of A-Z a-z 0-9 . _ - (not . or ..)
+    """
+    if not _TOPIC_RE.match(value) or value in {".", ".."}:
+        raise ValueError(f"{what}: 1-249 characters of A-Z a-z 0-9 . _ - (not . or ..)")
+    return value
+
+
 _HOSTPORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 
@@ -210,13 +233,6 @@ class Settings(BaseSettings):
         "fraction of the alert threshold (0: all; above 1/threshold: none).",
     )
 
-    @field_validator("scorer_group", "topic_features_dlq")
-    @classmethod
-    def _check_scorer_names(cls, value: str) -> str:
-        if not _TOPIC_RE.match(value) or value in {".", ".."}:
-            raise ValueError("a Kafka topic or group name: 1-249 characters of A-Z a-z 0-9 . _ -")
-        return value
-
     @field_validator("scorer_max_batch", "scorer_max_wait_ms")
     @classmethod
     def _check_scorer_batch(cls, value: int) -> int:
@@ -301,13 +317,6 @@ class Settings(BaseSettings):
     alert_retry_max_s: float = Field(
         300.0, description="Longest backoff (s) between deliveries to a failing ticket sink."
     )
-
-    @field_validator("topic_predictions_dlq", "alert_group")
-    @classmethod
-    def _check_alert_names(cls, value: str) -> str:
-        if not _TOPIC_RE.match(value) or value in {".", ".."}:
-            raise ValueError("a Kafka topic or group name: 1-249 characters of A-Z a-z 0-9 . _ -")
-        return value
 
     @field_validator("alert_sinks")
     @classmethod
@@ -428,12 +437,16 @@ class Settings(BaseSettings):
         "topic_events",
         "topic_tickets",
         "topic_feedback",
+        "topic_features_dlq",
+        "topic_predictions_dlq",
+        "ingest_group",
+        "scorer_group",
+        "alert_group",
     )
     @classmethod
-    def _check_topic(cls, value: str) -> str:
-        if not _TOPIC_RE.match(value) or value in {".", ".."}:
-            raise ValueError("a Kafka topic name: 1-249 characters of A-Z a-z 0-9 . _ -")
-        return value
+    def _check_kafka_name(cls, value: str, info: ValidationInfo) -> str:
+        group = str(info.field_name).endswith("_group")
+        return kafka_name(value, "a consumer group id" if group else "a Kafka topic name")
 
     @field_validator("influx_url")
     @classmethod
@@ -487,13 +500,6 @@ class Settings(BaseSettings):
     def _check_instance(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", value):
             raise ValueError("1-100 characters of A-Z a-z 0-9 . _ -")
-        return value
-
-    @field_validator("ingest_group")
-    @classmethod
-    def _check_group(cls, value: str) -> str:
-        if not _TOPIC_RE.match(value):
-            raise ValueError("a consumer group id: 1-249 characters of A-Z a-z 0-9 . _ -")
         return value
 
     @field_validator("ingest_lateness_ms", "ingest_max_future_s")

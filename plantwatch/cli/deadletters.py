@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     from plantwatch.settings import Settings
 
 
+def _topic_name(value: str) -> str:
+    from plantwatch.settings import kafka_name
+
+    try:
+        return kafka_name(value)
+    except ValueError as exc:
+        raise OptionError("--topic", value, str(exc)) from None
+
+
 @cli.command("dead-letters")
 @since_option("1d", "Letters written from this time on")
 @click.option(
@@ -25,6 +34,7 @@ if TYPE_CHECKING:
     "topics",
     multiple=True,
     metavar="TOPIC",
+    callback=lambda ctx, param, values: tuple(_topic_name(v) for v in values),
     help="Read this DLQ topic (repeatable) [default: the three stages' DLQ topics, "
     "PLANTWATCH_TOPIC_TELEMETRY_DLQ, _FEATURES_DLQ and _PREDICTIONS_DLQ].",
 )

@@ -80,3 +80,16 @@ def test_limit_zero_keeps_counts_only() -> None:
     digest = Digest(newest=0)
     digest.add(_letter(0, 0))
     assert (digest.total, digest.letters) == (1, [])
+
+
+def test_a_topic_kafka_would_refuse_is_named_before_any_connection() -> None:
+    from click.testing import CliRunner
+
+    from plantwatch.cli import cli
+
+    for bad in ("", "two words", ".."):
+        result = CliRunner().invoke(
+            cli, ["--kafka-bootstrap-servers", "127.0.0.1:1", "dead-letters", "--topic", bad]
+        )
+        assert result.exit_code == 2, result.output
+        assert f"invalid option --topic={bad!r}: expected a Kafka topic name" in result.output
