@@ -1,8 +1,10 @@
 """`plantwatch dead-letters --redrive` against the real broker and the real ingest stage.
 
-The story: a gateway flushes two hours of buffered readings; ingest refuses them as older
-than its limit (``ts_out_of_range``); the limit is raised and the letters are redriven;
-ingest takes them, each once, and a second redrive re-publishes nothing.
+Two stories. A gateway flushes two hours of buffered readings; ingest refuses them as
+older than its limit (``ts_out_of_range``); the limit is raised and the letters are
+redriven; ingest takes them, each once, and a second redrive re-publishes nothing. And a
+scorer serves a model the alerting stage does not have yet (``unknown_model_version``);
+once it has, the redriven predictions reach InfluxDB.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -88,6 +91,14 @@ def _records(settings: Settings, topic: str) -> list[object]:
     return out
 
 
+def _drop_marks(settings: Settings, dlq: str) -> None:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(**kafka_config(settings))
+    admin.delete_topics([marks_topic(dlq)], raise_errors=False)
+    admin.close()
+
+
 def _redrive(topic: str) -> dict[str, object]:
     args = ["dead-letters", "--topic", f"{topic}.dlq", "--reason", "ts_out_of_range"]
     result = CliRunner().invoke(cli, [*args, "--since", "1h", "--redrive", "--json"])
@@ -146,12 +157,7 @@ def test_redriven_letters_are_ingested_once_after_the_fix(
     assert json.loads(listing.output)["redriven_before"] == 3
     letters = _records(live_services, f"{topic}.dlq")
     assert len(letters) == 3, "no copy was refused again"
-
-    from kafka import KafkaAdminClient
-
-    admin = KafkaAdminClient(**kafka_config(live_services))
-    admin.delete_topics([marks_topic(f"{topic}.dlq")], raise_errors=False)
-    admin.close()
+    _drop_marks(live_services, f"{topic}.dlq")
 
 
 def test_redrive_needs_a_reason() -> None:
@@ -165,7 +171,7 @@ def test_redrive_needs_a_reason() -> None:
 def test_a_new_redrive_fences_one_still_running(
     live_services: Settings, make_topic: Callable[[str], str], unique: str
 ) -> None:
-    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     from ingest.dlq import dead_letter
@@ -197,7 +203,37 @@ def test_a_new_redrive_fences_one_still_running(
         stalled.commit_transaction()
     stalled.close()
     assert sorted(r.value for r in _records(live_services, topic)) == [b"v0", b"v1", b"v2"]  # type: ignore[attr-defined]
+    _drop_marks(live_services, dlq)
 
-    admin = KafkaAdminClient(**kafka_config(live_services))
-    admin.delete_topics([marks_topic(dlq)], raise_errors=False)
-    admin.close()
+
+def test_predictions_of_a_model_the_alerting_stage_lacked_reach_influxdb(
+    live_services: Settings, make_topic: Callable[[str], str], unique: str, tmp_path: Path
+) -> None:
+    from alerting.rules import Rules
+    from tests.alerting.helpers import Running, base_ms, model_version, produce, risk_points
+
+    rules = Rules(pending_steps=3, repeat_ms=0, deadman_ms=0)
+    topic = make_topic(f"pred-{unique}")
+    dlq = make_topic(f"{topic}.dlq")
+    deployed, new = model_version(tmp_path / "v1"), model_version(tmp_path / "v2")
+    eid = f"pump-{unique}-r"
+    produce(live_services, topic, {eid: [0.2, 0.3, 0.4]}, new, base_ms())
+    db, group = tmp_path / "alert.sqlite", f"g-{unique}"
+
+    before = Running(live_services, topic, group, db, deployed, rules).start(idle_exit=4)
+    before.join()
+    assert dict(before.service.metrics.dead) == {"unknown_model_version": 3}
+    assert risk_points(live_services, eid) == []
+
+    args = ["dead-letters", "--topic", dlq, "--reason", "unknown_model_version", "--since", "1h"]
+    result = CliRunner().invoke(cli, [*args, "--redrive"])
+    assert result.exit_code == 0, result.output
+    assert f"redriven: 3 letters (3 unknown_model_version from {dlq} to {topic})" in result.output
+
+    after = Running(live_services, topic, group, db, new, rules).start(idle_exit=4)
+    after.join()
+    assert dict(after.service.metrics.dead) == {}
+    points = risk_points(live_services, eid)
+    assert [r["probability"] for r in points] == [0.2, 0.3, 0.4]
+    assert {r["model_version"] for r in points} == {new}
+    _drop_marks(live_services, dlq)
