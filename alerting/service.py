@@ -296,6 +296,7 @@ class AlertingService:
             TransientWriteError,
             self.config.backoff_max_s,
             log,
+            "alert",
             "InfluxDB is back",
             self.metrics.set_lag,
             self.metrics.retried,

@@ -314,6 +314,7 @@ class IngestService:
             TransientSinkError,
             self.config.backoff_max_s,
             log,
+            "ingest",
             "sinks are back",
             self.metrics.set_lag,
         )

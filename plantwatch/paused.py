@@ -46,6 +46,7 @@ def retry_paused(
     transient: type[Exception],
     backoff_max_s: float,
     log: logging.Logger,
+    stage: str,
     back: str,
     set_lag: Callable[[int], object],
     on_retry: Callable[[], object] = lambda: None,
@@ -53,10 +54,9 @@ def retry_paused(
     """Call ``attempt`` until it does not raise ``transient``, the input paused meanwhile.
 
     Waits 0.5 s, then twice as long each time up to ``backoff_max_s``; after each wait
-    ``set_lag`` gets :func:`broker_lag`. ``back`` is logged when the input resumes
-    (e.g. "InfluxDB is back"); the log lines take the logger's name as their stage.
+    ``set_lag`` gets :func:`broker_lag`. Log lines start with ``stage``; ``back`` is
+    logged when the input resumes (e.g. "InfluxDB is back").
     """
-    stage = log.name.rsplit(".", 1)[-1]
     delay, paused = FIRST_DELAY_S, False
     while True:
         try:

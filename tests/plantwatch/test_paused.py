@@ -39,7 +39,7 @@ def test_retries_paused_and_the_lag_follows_the_backlog(caplog: pytest.LogCaptur
 
     with caplog.at_level(logging.INFO):
         retry_paused(
-            consumer, write, Down, 1.0, logging.getLogger("plantwatch.ingest"),
+            consumer, write, Down, 1.0, logging.getLogger("plantwatch.ingest"), "ingest",
             "sinks are back", lags.append, lambda: retries.append(1),
         )  # fmt: skip
     assert attempts == [set(), {TP}, {TP}]  # paused from the first failure on
