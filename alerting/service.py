@@ -176,6 +176,7 @@ class AlertingService:
                     code,
                     reason or "",
                     stage="alerting",
+                    source_headers=msg.headers,
                 )
             )
             b.reasons[code] += 1

@@ -15,7 +15,12 @@ header                      value (UTF-8)
 ``plantwatch.source.offset``    source offset
 ``plantwatch.source.timestamp`` source record timestamp (epoch ms)
 ``plantwatch.stage``        the stage that refused it (``ingest``)
+``plantwatch.redriven.from`` only on a letter of a record that a redrive re-published:
+                            the earlier letter, ``dlq-topic[partition]@offset``
 =========================== =====================================================
+
+The source record's own headers follow, unchanged, except ``plantwatch.*`` ones (a
+producer cannot forge a reason); a redrive puts them back on the copy.
 
 >>> letter = dead_letter("telemetry", 2, 41, 1700000000000, b"k", b"{", "not_json", "bad")
 >>> dict(letter.headers)["plantwatch.source.offset"]
@@ -31,6 +36,9 @@ from dataclasses import dataclass
 
 REASON = "plantwatch.reason"
 DETAIL = "plantwatch.detail"
+REDRIVEN_FROM = "plantwatch.redriven.from"
+"""Header on a redriven copy (and on a letter of one): ``dlq-topic[partition]@offset``."""
+PREFIX = "plantwatch."
 _MAX_DETAIL = 2000
 
 
@@ -53,8 +61,19 @@ def dead_letter(
     reason: str,
     detail: str,
     stage: str = "ingest",
+    source_headers: Sequence[tuple[str, bytes]] | None = None,
 ) -> DeadLetter:
-    """Build the dead letter for one refused source record."""
+    """Build the dead letter for one refused source record.
+
+    ``source_headers``: the record's own headers, kept after plantwatch's (but for
+    ``plantwatch.*`` ones other than :data:`REDRIVEN_FROM`).
+
+    >>> own = [("trace", b"t-1"), ("plantwatch.reason", b"forged"), (REDRIVEN_FROM, b"d[0]@3")]
+    >>> letter = dead_letter("telemetry", 0, 1, None, None, b"{", "not_json", "bad",
+    ...                      source_headers=own)
+    >>> reason_of(letter.headers), letter.headers[-2:]
+    (('not_json', 'bad'), [('trace', b't-1'), ('plantwatch.redriven.from', b'd[0]@3')])
+    """
     headers = [
         (REASON, reason.encode()),
         (DETAIL, detail[:_MAX_DETAIL].encode("utf-8", "replace")),
@@ -67,6 +86,9 @@ def dead_letter(
         ),
         ("plantwatch.stage", stage.encode()),
     ]
+    headers += [
+        (k, v) for k, v in source_headers or () if not k.startswith(PREFIX) or k == REDRIVEN_FROM
+    ]
     return DeadLetter(key, value, headers)
 
 
@@ -78,11 +100,10 @@ def headers_of(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:
     >>> fields["reason"], fields["source.offset"], fields["source.timestamp"], fields["stage"]
     ('not_json', '41', '-1', 'ingest')
     """
-    prefix = "plantwatch."
     return {
-        k[len(prefix) :]: v.decode("utf-8", "replace")
+        k[len(PREFIX) :]: v.decode("utf-8", "replace")
         for k, v in headers or ()
-        if k.startswith(prefix)
+        if k.startswith(PREFIX)
     }
 
 

@@ -219,6 +219,7 @@ class IngestService:
             message.value,
             reason,
             detail,
+            source_headers=message.headers,
         )
 
     def _too_late(self, records: Sequence[Telemetry], late: Sequence[Telemetry]) -> str:

@@ -181,6 +181,7 @@ class Batcher:
                             code,
                             detail,
                             stage="score",
+                            source_headers=message.headers,
                         )
                     )
                     batch.reasons[code] += 1

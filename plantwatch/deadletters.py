@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest.dlq import headers_of
+from ingest.dlq import PREFIX, REDRIVEN_FROM, headers_of
 from plantwatch.settings import Settings
 
 
@@ -51,6 +51,10 @@ class Letter:
     source_timestamp_ms: int | None
     key: bytes | None
     value: bytes | None
+    own_headers: tuple[tuple[str, bytes], ...] = ()
+    """The refused record's own headers (not ``plantwatch.*``): a redrive restores them."""
+    redriven_from: str = ""
+    """The earlier letter whose redriven copy this letter refused again ("" if none)."""
 
     @property
     def source(self) -> str:
@@ -71,13 +75,20 @@ class Letter:
             "source_partition": self.source_partition,
             "source_offset": self.source_offset,
             "source_timestamp_ms": self.source_timestamp_ms,
+            "redriven_from": self.redriven_from or None,
+            "headers": [_bytes_doc({"key": k}, "value", v) for k, v in self.own_headers],
         }
-        for name, raw in (("key", self.key), ("value", self.value)):
-            try:
-                doc[name] = None if raw is None else raw.decode("utf-8")
-            except UnicodeDecodeError:
-                doc[f"{name}_base64"] = base64.b64encode(raw).decode("ascii")  # type: ignore[arg-type]
-        return doc
+        _bytes_doc(doc, "key", self.key)
+        return _bytes_doc(doc, "value", self.value)
+
+
+def _bytes_doc(doc: dict[str, Any], name: str, raw: bytes | None) -> dict[str, Any]:
+    """``doc`` with ``raw`` as UTF-8 text under ``name``, else base64 under ``name_base64``."""
+    try:
+        doc[name] = None if raw is None else raw.decode("utf-8")
+    except UnicodeDecodeError:
+        doc[f"{name}_base64"] = base64.b64encode(raw).decode("ascii")  # type: ignore[arg-type]
+    return doc
 
 
 def _int(text: str | None) -> int | None:
@@ -109,6 +120,8 @@ def letter_of(record: Any) -> Letter:
         None if source_ts is None or source_ts < 0 else source_ts,
         record.key,
         record.value,
+        tuple((k, v) for k, v in record.headers or () if not k.startswith(PREFIX)),
+        h.get("redriven.from", ""),
     )
 
 
@@ -270,10 +283,6 @@ def read_letters(
         consumer.close()
 
 
-REDRIVEN_FROM = "plantwatch.redriven.from"
-"""Header on a redriven copy: ``dlq-topic[partition]@offset`` of its dead letter."""
-
-
 def marks_topic(dlq_topic: str) -> str:
     """The compacted topic that records which letters of ``dlq_topic`` were redriven."""
     return f"{dlq_topic}.redriven"
@@ -361,8 +370,9 @@ def redrive(
     its committed work is in ``done``. Each transaction of up to ``chunk`` letters holds
     their copies and their marks (``marks_topic``): a letter counts as redriven exactly
     when both are committed, and a later run skips it. A copy goes to the partition the
-    letter came from (one machine's records stay on one partition), carries the
-    :data:`REDRIVEN_FROM` header and no other, and is stamped with the current time.
+    letter came from (one machine's records stay on one partition), carries the record's
+    own headers and :data:`~ingest.dlq.REDRIVEN_FROM`, and is stamped with the current
+    time.
     ``partitions(topic)`` gives a topic's partitions (None or empty: no such topic).
     Counts go into ``result`` as transactions commit, so a caller that catches an error
     still knows what was done.
@@ -397,7 +407,7 @@ def redrive(
                 key=letter.key,
                 value=letter.value,
                 partition=letter.source_partition if letter.source_partition in parts else None,
-                headers=[(REDRIVEN_FROM, where.encode())],
+                headers=[*letter.own_headers, (REDRIVEN_FROM, where.encode())],
             )
             producer.send(
                 marks_topic(letter.topic),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import OffsetAndMetadata, TopicPartition
@@ -24,6 +24,7 @@ class Message:
     key: bytes | None
     value: bytes | None
     timestamp: int
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class FakeConsumer:

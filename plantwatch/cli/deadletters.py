@@ -266,4 +266,6 @@ def _echo_text(
             f"from {letter.source}  key {key}"
         )
         click.echo(f"    detail: {letter.detail or '-'}")
+        if letter.redriven_from:
+            click.echo(f"    refused again after a redrive of {letter.redriven_from}")
         click.echo(f"    value:  {preview(letter.value, width)}")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from plantwatch.deadletters import REDRIVEN_FROM, Letter, mark_of, marks_topic, redrive
+from ingest.dlq import REDRIVEN_FROM
+from plantwatch.deadletters import Letter, mark_of, marks_topic, redrive
 
 
 def _letter(offset: int, source: str = "telemetry", partition: int | None = 2) -> Letter:
@@ -48,13 +50,15 @@ def _parts(topic: str) -> set[int] | None:
 
 def test_copies_go_to_their_source_partition_with_a_mark_each() -> None:
     producer = Producer()
-    done = redrive(producer, [_letter(0), _letter(1, partition=7)], set(), _parts)
+    traced = dataclasses.replace(_letter(0), own_headers=(("trace", b"t-1"),))
+    done = redrive(producer, [traced, _letter(1, partition=7)], set(), _parts)
     assert done.redriven == {("telemetry.dlq", "ts_out_of_range", "telemetry"): 2}
     copies = [kw for topic, kw in producer.committed if topic == "telemetry"]
     marks = [kw for topic, kw in producer.committed if topic == marks_topic("telemetry.dlq")]
     assert [c["value"] for c in copies] == [b"v0", b"v1"]
     assert [c["partition"] for c in copies] == [2, None]  # 7 does not exist: by key
-    assert copies[0]["headers"] == [(REDRIVEN_FROM, b"telemetry.dlq[0]@0")]
+    assert copies[0]["headers"] == [("trace", b"t-1"), (REDRIVEN_FROM, b"telemetry.dlq[0]@0")]
+    assert copies[1]["headers"] == [(REDRIVEN_FROM, b"telemetry.dlq[0]@1")]
     assert [m["key"] for m in marks] == [b"0:0:1000", b"0:1:1001"]
 
 

@@ -19,10 +19,11 @@ import pytest
 from click.testing import CliRunner
 
 from ingest.contract import Limits, Telemetry, encode
+from ingest.dlq import REDRIVEN_FROM
 from ingest.service import IngestConfig, IngestService
 from plantwatch.cli import cli
 from plantwatch.connections import kafka_config
-from plantwatch.deadletters import REDRIVEN_FROM, marks_topic
+from plantwatch.deadletters import marks_topic
 from plantwatch.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -118,7 +119,11 @@ def test_redriven_letters_are_ingested_once_after_the_fix(
     old = [Telemetry("pump-7", now - 2 * HOUR_MS + i * 1000, {"temp": 30.0 + i}) for i in range(3)]
     fresh = [Telemetry("fan-1", now - 60_000 + i * 1000, {"rpm": 900.0}) for i in range(2)]
     producer = KafkaProducer(**kafka_config(live_services, acks="all"))
-    sent = [producer.send(topic, key=t.equipment_id.encode(), value=encode(t)) for t in old]
+    trace = [("trace-id", b"gw-7")]  # a producer's own header: back on the copies
+    sent = [
+        producer.send(topic, key=t.equipment_id.encode(), value=encode(t), headers=trace)
+        for t in old
+    ]
     for t in fresh:
         producer.send(topic, key=t.equipment_id.encode(), value=encode(t))
     producer.flush()
@@ -137,10 +142,12 @@ def test_redriven_letters_are_ingested_once_after_the_fix(
         "already_redriven": 0,
         "source_topic_missing": {},
     }
-    copies = [r for r in _records(live_services, topic) if r.headers]  # type: ignore[attr-defined]
+    records = _records(live_services, topic)
+    copies = [r for r in records if REDRIVEN_FROM in dict(r.headers)]  # type: ignore[attr-defined]
     assert len(copies) == 3
     assert {c.partition for c in copies} == {source_partition}  # type: ignore[attr-defined]
     assert [c.value for c in copies] == [encode(t) for t in old]  # type: ignore[attr-defined]
+    assert all(c.headers[0] == trace[0] for c in copies)  # type: ignore[attr-defined]
     origins = [dict(c.headers)[REDRIVEN_FROM] for c in copies]  # type: ignore[attr-defined]
     assert all(o.startswith(f"{topic}.dlq[".encode()) for o in origins), origins
 
@@ -236,4 +243,33 @@ def test_predictions_of_a_model_the_alerting_stage_lacked_reach_influxdb(
     points = risk_points(live_services, eid)
     assert [r["probability"] for r in points] == [0.2, 0.3, 0.4]
     assert {r["model_version"] for r in points} == {new}
+    _drop_marks(live_services, dlq)
+
+
+def test_a_copy_refused_again_says_which_redrive_it_came_from(
+    live_services: Settings, make_topic: Callable[[str], str], unique: str
+) -> None:
+    from kafka import KafkaProducer
+
+    topic = make_topic(f"telemetry-{unique}")
+    dlq = make_topic(f"{topic}.dlq")
+    old = Telemetry("pump-8", int(time.time() * 1000) - 2 * HOUR_MS, {"temp": 30.0})
+    producer = KafkaProducer(**kafka_config(live_services, acks="all"))
+    producer.send(topic, key=b"pump-8", value=encode(old), headers=[("trace-id", b"gw-8")])
+    producer.flush()
+    producer.close()
+    group = f"g-{unique}"
+    _ingest(live_services, topic, group, 1, max_past_ms=HOUR_MS)
+    assert _redrive(topic)["redrive"]["redriven"][0]["letters"] == 1  # type: ignore[index]
+    _ingest(live_services, topic, group, 1, max_past_ms=HOUR_MS)  # the cause is not fixed
+
+    args = ["dead-letters", "--topic", dlq, "--since", "1h", "--json"]
+    doc = json.loads(CliRunner().invoke(cli, args).output)
+    newest, first = doc["newest"]
+    assert first["redriven_from"] is None
+    assert newest["redriven_from"] == f"{dlq}[{first['partition']}]@{first['offset']}"
+    assert newest["headers"] == first["headers"] == [{"key": "trace-id", "value": "gw-8"}]
+    assert doc["redriven_before"] == 1
+    text = CliRunner().invoke(cli, args[:-1]).output
+    assert f"refused again after a redrive of {newest['redriven_from']}" in text
     _drop_marks(live_services, dlq)
