@@ -64,3 +64,5 @@ $pw report --since "${hours}h" --png "$demo_dir/$run/report.png" \
   --json-out "$demo_dir/$run/summary.json"
 echo "[demo] done in $(($(date +%s) - started)) s; history of one machine:" \
   "$pw history pump-0000 --since ${hours}h --plot pump-0000.png"
+echo "[demo] what ingest refused, by reason:" \
+  "$pw dead-letters --since 1h --topic $run.telemetry.dlq"
