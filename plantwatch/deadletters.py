@@ -246,7 +246,9 @@ def read_letters(
     from plantwatch.connections import kafka_config
 
     consumer = KafkaConsumer(
-        **kafka_config(settings), enable_auto_commit=False, isolation_level="read_committed"
+        **kafka_config(settings, allow_auto_create_topics=False),
+        enable_auto_commit=False,
+        isolation_level="read_committed",
     )
     try:
         parts = []
@@ -307,7 +309,9 @@ def read_marks(settings: Settings, dlq_topics: Iterable[str]) -> set[tuple[str, 
     from plantwatch.connections import kafka_config
 
     consumer = KafkaConsumer(
-        **kafka_config(settings), enable_auto_commit=False, isolation_level="read_committed"
+        **kafka_config(settings, allow_auto_create_topics=False),
+        enable_auto_commit=False,
+        isolation_level="read_committed",
     )
     marks: set[tuple[str, int, int, int]] = set()
     try:

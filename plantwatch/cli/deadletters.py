@@ -149,7 +149,7 @@ def _redrive(settings: Settings, names: list[str], letters: Iterator[Letter]) ->
     from plantwatch.deadletters import Redrive, marks_topic, read_marks, redrive
     from plantwatch.topics import ensure_topics
 
-    meta = KafkaConsumer(**kafka_config(settings))
+    meta = KafkaConsumer(**kafka_config(settings, allow_auto_create_topics=False))
     producer = None
     result = Redrive()
     try:

@@ -273,3 +273,28 @@ def test_a_copy_refused_again_says_which_redrive_it_came_from(
     text = CliRunner().invoke(cli, args[:-1]).output
     assert f"refused again after a redrive of {newest['redriven_from']}" in text
     _drop_marks(live_services, dlq)
+
+
+def test_a_letter_whose_source_topic_is_gone_is_skipped_not_recreated(
+    live_services: Settings, make_topic: Callable[[str], str], unique: str
+) -> None:
+    from kafka import KafkaAdminClient, KafkaProducer
+
+    from ingest.dlq import dead_letter
+
+    dlq = make_topic(f"gone-{unique}.dlq")
+    gone = f"gone-{unique}"  # the broker creates topics on first use: this one must stay gone
+    producer = KafkaProducer(**kafka_config(live_services, acks="all"))
+    d = dead_letter(gone, 0, 5, None, b"pump-1", b"v", "ts_out_of_range", "old")
+    producer.send(dlq, key=d.key, value=d.value, headers=d.headers)
+    producer.flush()
+    producer.close()
+
+    args = ["dead-letters", "--topic", dlq, "--reason", "ts_out_of_range", "--since", "1h"]
+    result = CliRunner().invoke(cli, [*args, "--redrive"])
+    assert result.exit_code == 0, result.output
+    assert f"skipped 1: source topic {gone} does not exist" in result.output
+    admin = KafkaAdminClient(**kafka_config(live_services))
+    assert gone not in admin.list_topics()
+    admin.close()
+    _drop_marks(live_services, dlq)
