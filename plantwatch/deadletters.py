@@ -366,6 +366,7 @@ def redrive(
     partitions: Callable[[str], set[int] | None],
     result: Redrive | None = None,
     chunk: int = 500,
+    on_commit: Callable[[Redrive], object] = lambda result: None,
 ) -> Redrive:
     """Re-publish each letter's key and value to its source topic and partition, once.
 
@@ -378,8 +379,9 @@ def redrive(
     own headers and :data:`~ingest.dlq.REDRIVEN_FROM`, and is stamped with the current
     time.
     ``partitions(topic)`` gives a topic's partitions (None or empty: no such topic).
-    Counts go into ``result`` as transactions commit, so a caller that catches an error
-    still knows what was done.
+    Counts go into ``result`` as transactions commit (then ``on_commit(result)`` is
+    called, e.g. for progress), so a caller that catches an error still knows what was
+    done.
     """
     import orjson
 
@@ -425,10 +427,12 @@ def redrive(
                 producer.commit_transaction()
                 in_transaction = False
                 _merge(result.redriven, pending)
+                on_commit(result)
         if in_transaction:
             producer.commit_transaction()
             in_transaction = False
             _merge(result.redriven, pending)
+            on_commit(result)
     except BaseException:
         if in_transaction:
             with contextlib.suppress(Exception):  # a fenced producer cannot abort either

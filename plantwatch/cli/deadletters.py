@@ -164,7 +164,9 @@ def _redrive(settings: Settings, names: list[str], letters: Iterator[Letter]) ->
         )
         producer.init_transactions()  # fences a redrive still running, before reading marks
         done = read_marks(settings, existing)
-        return redrive(producer, letters, done, meta.partitions_for_topic, result)
+        return redrive(
+            producer, letters, done, meta.partitions_for_topic, result, on_commit=_Progress()
+        )
     except KafkaError as exc:
         fenced = "Fenced" in type(exc).__name__
         raise PlantwatchError(
@@ -176,6 +178,21 @@ def _redrive(settings: Settings, names: list[str], letters: Iterator[Letter]) ->
         if producer is not None:
             producer.close()
         meta.close()
+
+
+class _Progress:
+    """A line on stderr at most every ``every_s`` while a long redrive commits."""
+
+    def __init__(self, every_s: float = 5.0) -> None:
+        import time
+
+        self.clock = time.monotonic
+        self.every_s, self.last = every_s, self.clock()
+
+    def __call__(self, result: Redrive) -> None:
+        if self.clock() - self.last >= self.every_s:
+            self.last = self.clock()
+            click.echo(f"redrive: {result.total:,} letters committed so far", err=True)
 
 
 def _redrive_doc(done: Redrive) -> dict[str, object]:

@@ -80,3 +80,10 @@ def test_a_failure_aborts_the_open_transaction_and_keeps_the_committed_count() -
     assert producer.aborted == 1
     assert done.total == 2
     assert [kw["value"] for t, kw in producer.committed if t == "telemetry"] == [b"v0", b"v1"]
+
+
+def test_each_commit_reports_the_running_total() -> None:
+    totals: list[int] = []
+    letters = [_letter(i) for i in range(5)]
+    redrive(Producer(), letters, set(), _parts, chunk=2, on_commit=lambda r: totals.append(r.total))
+    assert totals == [2, 4, 5]
