@@ -352,6 +352,8 @@ class Redrive:
     no_source: dict[str, int] = field(default_factory=dict)
     """Letters skipped per source topic named in their headers that does not exist ("" for
     a letter with no source topic header)."""
+    left: int = 0
+    """Letters not redriven because the run's ``most`` was reached (a later run takes them)."""
 
     @property
     def total(self) -> int:
@@ -367,6 +369,7 @@ def redrive(
     result: Redrive | None = None,
     chunk: int = 500,
     on_commit: Callable[[Redrive], object] = lambda result: None,
+    most: int | None = None,
 ) -> Redrive:
     """Re-publish each letter's key and value to its source topic and partition, once.
 
@@ -381,7 +384,8 @@ def redrive(
     ``partitions(topic)`` gives a topic's partitions (None or empty: no such topic).
     Counts go into ``result`` as transactions commit (then ``on_commit(result)`` is
     called, e.g. for progress), so a caller that catches an error still knows what was
-    done.
+    done. With ``most``, at most that many letters are redriven; the rest are counted in
+    ``left`` (the iterator is still read to its end, for the caller's counts).
     """
     import orjson
 
@@ -393,6 +397,9 @@ def redrive(
         for letter in letters:
             if mark_of(letter) in done:
                 result.already += 1
+                continue
+            if most is not None and result.total + sum(pending.values()) >= most:
+                result.left += 1
                 continue
             if letter.source_topic not in known:
                 known[letter.source_topic] = (

@@ -67,6 +67,15 @@ def _topic_name(value: str) -> str:
     "partition they came from, once: for when their cause is fixed (a model deployed, a "
     "limit raised). A letter redriven before is skipped.",
 )
+@click.option(
+    "--redrive-max",
+    "redrive_max",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="With --redrive: redrive at most N letters (e.g. a few first, to see that the "
+    "stage now takes them); a later run takes the rest.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
 @click.pass_context
 def dead_letters_cmd(
@@ -77,6 +86,7 @@ def dead_letters_cmd(
     limit: int,
     width: int,
     redrive: bool,
+    redrive_max: int | None,
     as_json: bool,
 ) -> None:
     """Show the dead letters: counts by topic, stage and reason, then the newest in full.
@@ -114,6 +124,8 @@ def dead_letters_cmd(
             "one or more --reason codes whose cause is fixed (a letter of another reason "
             "would only be refused again)",
         )
+    if redrive_max is not None and not redrive:
+        raise OptionError("--redrive-max", str(redrive_max), "to be given with --redrive")
     digest = Digest(newest=limit, reasons=frozenset(reasons))
     missing: list[str] = []
     start_ms = int(start.timestamp() * 1000)
@@ -127,7 +139,7 @@ def dead_letters_cmd(
     done = None
     with kafka_errors(settings):
         if redrive:
-            done = _redrive(settings, names, letters())
+            done = _redrive(settings, names, letters(), redrive_max)
             before = done.already
         else:
             marks = read_marks(settings, names)
@@ -140,7 +152,9 @@ def dead_letters_cmd(
             _echo_redrive(done)
 
 
-def _redrive(settings: Settings, names: list[str], letters: Iterator[Letter]) -> Redrive:
+def _redrive(
+    settings: Settings, names: list[str], letters: Iterator[Letter], most: int | None
+) -> Redrive:
     """Redrive ``letters`` with a transactional producer; errors say what was committed."""
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.errors import KafkaError
@@ -165,7 +179,13 @@ def _redrive(settings: Settings, names: list[str], letters: Iterator[Letter]) ->
         producer.init_transactions()  # fences a redrive still running, before reading marks
         done = read_marks(settings, existing)
         return redrive(
-            producer, letters, done, meta.partitions_for_topic, result, on_commit=_Progress()
+            producer,
+            letters,
+            done,
+            meta.partitions_for_topic,
+            result,
+            on_commit=_Progress(),
+            most=most,
         )
     except KafkaError as exc:
         fenced = "Fenced" in type(exc).__name__
@@ -203,6 +223,7 @@ def _redrive_doc(done: Redrive) -> dict[str, object]:
         ],
         "already_redriven": done.already,
         "source_topic_missing": done.no_source,
+        "left": done.left,
     }
 
 
@@ -214,6 +235,8 @@ def _echo_redrive(done: Redrive) -> None:
     click.echo(f"\nredriven: {done.total:,} letters" + (f" ({'; '.join(parts)})" if parts else ""))
     if done.already:
         click.echo(f"  skipped {done.already:,} redriven before")
+    if done.left:
+        click.echo(f"  left {done.left:,} for a later run (--redrive-max)")
     for topic, n in sorted(done.no_source.items()):
         where = f"source topic {topic} does not exist" if topic else "no source topic header"
         click.echo(f"  skipped {n:,}: {where}")

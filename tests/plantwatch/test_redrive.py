@@ -87,3 +87,24 @@ def test_each_commit_reports_the_running_total() -> None:
     letters = [_letter(i) for i in range(5)]
     redrive(Producer(), letters, set(), _parts, chunk=2, on_commit=lambda r: totals.append(r.total))
     assert totals == [2, 4, 5]
+
+
+def test_most_redrives_that_many_and_a_later_run_takes_the_next() -> None:
+    letters = [_letter(i) for i in range(5)]
+    done: set[tuple[str, int, int, int]] = set()
+    first = redrive(Producer(), letters, done, _parts, most=2)
+    assert (first.total, first.left, first.already) == (2, 3, 0)
+    producer = Producer()
+    second = redrive(producer, letters, done, _parts, most=2)
+    assert (second.total, second.left, second.already) == (2, 1, 2)
+    assert [kw["value"] for t, kw in producer.committed if t == "telemetry"] == [b"v2", b"v3"]
+
+
+def test_redrive_max_needs_redrive() -> None:
+    from click.testing import CliRunner
+
+    from plantwatch.cli import cli
+
+    result = CliRunner().invoke(cli, ["dead-letters", "--redrive-max", "5"])
+    assert result.exit_code == 2
+    assert "--redrive-max='5': expected to be given with --redrive" in result.output

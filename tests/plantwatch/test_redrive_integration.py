@@ -141,6 +141,7 @@ def test_redriven_letters_are_ingested_once_after_the_fix(
         ],
         "already_redriven": 0,
         "source_topic_missing": {},
+        "left": 0,
     }
     records = _records(live_services, topic)
     copies = [r for r in records if REDRIVEN_FROM in dict(r.headers)]  # type: ignore[attr-defined]
@@ -156,7 +157,12 @@ def test_redriven_letters_are_ingested_once_after_the_fix(
     assert second.flushed == old
 
     again = _redrive(topic)
-    assert again["redrive"] == {"redriven": [], "already_redriven": 3, "source_topic_missing": {}}
+    assert again["redrive"] == {
+        "redriven": [],
+        "already_redriven": 3,
+        "source_topic_missing": {},
+        "left": 0,
+    }
     assert len(_records(live_services, marks_topic(f"{topic}.dlq"))) == 3
     listing = CliRunner().invoke(
         cli, ["dead-letters", "--topic", f"{topic}.dlq", "--since", "1h", "--json"]
