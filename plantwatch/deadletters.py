@@ -215,17 +215,46 @@ class Digest:
 
 
 STALL_S = 10.0
-""":func:`read_letters` stops when no record arrived for this long (e.g. behind a
-transaction still open): what was read by then is what it returns."""
+""":func:`read_letters` and :func:`read_marks` stop when no record arrived for this long
+(e.g. behind a transaction still open): what was read by then is what they return."""
 
 
-def _behind(consumer: Any, tps: list[Any], ends: dict[Any, int]) -> set[Any]:
-    """The partitions of ``tps`` not read to ``ends`` (a trailing commit marker is read)."""
+def _reader(settings: Settings) -> Any:
+    """A consumer of committed records, in no group, that never creates a topic."""
+    from kafka import KafkaConsumer
+
+    from plantwatch.connections import kafka_config
+
+    return KafkaConsumer(
+        **kafka_config(settings, allow_auto_create_topics=False),
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+
+
+def _read_to_ends(consumer: Any, todo: list[Any], ends: dict[Any, int]) -> Iterator[Any]:
+    """The records of the ``todo`` partitions from their positions up to ``ends``.
+
+    The consumer's other assigned partitions are paused. A partition is done at its end
+    (a trailing transaction marker counts as read, :func:`plantwatch.idle.records_to_read`);
+    reading stops early when nothing came for :data:`STALL_S`.
+    """
     from plantwatch.idle import records_to_read
 
-    positions = {tp: consumer.position(tp) for tp in tps}
-    highwaters = {tp: consumer.highwater(tp) for tp in tps}
-    return set(records_to_read(positions, {tp: ends[tp] for tp in tps}, highwaters))
+    consumer.pause(*(tp for tp in consumer.assignment() if tp not in todo))
+    stalled_since = time.monotonic()
+    while todo and time.monotonic() - stalled_since < STALL_S:
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            stalled_since = time.monotonic()
+            for record in records:
+                if record.offset >= ends[tp]:
+                    break
+                yield record
+        positions = {tp: consumer.position(tp) for tp in todo}
+        highwaters = {tp: consumer.highwater(tp) for tp in todo}
+        behind = records_to_read(positions, {tp: ends[tp] for tp in todo}, highwaters)
+        consumer.pause(*(tp for tp in todo if tp not in behind))
+        todo = [tp for tp in todo if tp in behind]
 
 
 def read_letters(
@@ -241,15 +270,9 @@ def read_letters(
     :data:`STALL_S`). A topic that does not exist yields nothing and is passed to
     ``on_missing``.
     """
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    from plantwatch.connections import kafka_config
-
-    consumer = KafkaConsumer(
-        **kafka_config(settings, allow_auto_create_topics=False),
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
+    consumer = _reader(settings)
     try:
         parts = []
         for topic in topics:
@@ -269,18 +292,8 @@ def read_letters(
                 continue
             consumer.seek(tp, first.offset)
             todo.append(tp)
-        consumer.pause(*(tp for tp in parts if tp not in todo))
-        stalled_since = time.monotonic()
-        while todo and time.monotonic() - stalled_since < STALL_S:
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                stalled_since = time.monotonic()
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        break
-                    yield letter_of(record)
-            for tp in [tp for tp in todo if tp not in _behind(consumer, todo, ends)]:
-                todo.remove(tp)
-                consumer.pause(tp)
+        for record in _read_to_ends(consumer, todo, ends):
+            yield letter_of(record)
     finally:
         consumer.close()
 
@@ -304,15 +317,9 @@ def _mark_key(letter: Letter) -> bytes:
 
 def read_marks(settings: Settings, dlq_topics: Iterable[str]) -> set[tuple[str, int, int, int]]:
     """The letters of ``dlq_topics`` that a redrive committed (their marks topics, whole)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    from plantwatch.connections import kafka_config
-
-    consumer = KafkaConsumer(
-        **kafka_config(settings, allow_auto_create_topics=False),
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
+    consumer = _reader(settings)
     marks: set[tuple[str, int, int, int]] = set()
     try:
         parts = {
@@ -325,17 +332,12 @@ def read_marks(settings: Settings, dlq_topics: Iterable[str]) -> set[tuple[str, 
         consumer.assign(list(parts))
         consumer.seek_to_beginning()
         ends = consumer.end_offsets(list(parts))
-        todo = [tp for tp in parts if ends[tp] > 0]
-        stalled_since = time.monotonic()
-        while todo and time.monotonic() - stalled_since < STALL_S:
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                stalled_since = time.monotonic()
-                for record in records:
-                    fields = (record.key or b"").decode("ascii", "replace").split(":")
-                    if len(fields) == 3 and all(f.lstrip("-").isdigit() for f in fields):
-                        p, o, ts = (int(f) for f in fields)
-                        marks.add((parts[tp], p, o, ts))
-            todo = [tp for tp in todo if tp in _behind(consumer, todo, ends)]
+        for record in _read_to_ends(consumer, [tp for tp in parts if ends[tp] > 0], ends):
+            fields = (record.key or b"").decode("ascii", "replace").split(":")
+            if len(fields) == 3 and all(f.lstrip("-").isdigit() for f in fields):
+                p, o, ts = (int(f) for f in fields)
+                dlq = parts[TopicPartition(record.topic, record.partition)]
+                marks.add((dlq, p, o, ts))
     finally:
         consumer.close()
     return marks
