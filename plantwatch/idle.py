@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T", bound=Hashable)
@@ -43,11 +43,14 @@ class InputState:
         reachable: the broker answered.
         caught_up: (when reachable) the consumer has read everything there is.
         detail: why not, for the log (the broker's error, records left to read).
+        left: (when the broker answered) records left to read per partition behind its
+            end; None when not known.
     """
 
     reachable: bool
     caught_up: bool = False
     detail: str = ""
+    left: dict[Any, int] | None = field(default=None, compare=False)
 
     @property
     def idle(self) -> bool:
@@ -116,8 +119,9 @@ def kafka_probe(consumer: Any, timeout_s: float = PROBE_TIMEOUT_S) -> Callable[[
         left = records_to_read(positions, ends, highwaters)
         if left:
             parts = ", ".join(f"{tp.partition}: {n}" for tp, n in sorted(left.items()))
-            return InputState(True, False, f"records left to read per partition {{{parts}}}")
-        return InputState(True, True)
+            detail = f"records left to read per partition {{{parts}}}"
+            return InputState(True, False, detail, left)
+        return InputState(True, True, left=left)
 
     return probe
 

@@ -15,29 +15,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from plantwatch.idle import records_to_read
+from plantwatch.idle import kafka_probe
 
 FIRST_DELAY_S = 0.5
 POLL_MS = 200
 
 
-def broker_lag(consumer: Any, timeout_ms: int = 5000) -> int | None:
+def broker_lag(consumer: Any, timeout_s: float = 5.0) -> int | None:
     """Records still to read from the assigned partitions, by the broker's end offsets.
 
-    As :func:`plantwatch.idle.consumer_lag` (a transaction's trailing commit marker is not
-    a record to read), but with the ends fetched from the broker; None when it does not
-    answer within ``timeout_ms``.
+    What :func:`plantwatch.idle.kafka_probe` finds (a transaction's trailing commit marker
+    is not a record to read); None when the broker does not answer within ``timeout_s``.
     """
-    from kafka.errors import KafkaError
-
-    tps = list(consumer.assignment())
-    try:
-        ends = consumer.end_offsets(tps, timeout_ms=timeout_ms)
-        positions = {tp: consumer.position(tp, timeout_ms=0) for tp in tps}
-    except KafkaError:
-        return None
-    highwaters = {tp: consumer.highwater(tp) for tp in tps}
-    return sum(records_to_read(positions, ends, highwaters).values())
+    state = kafka_probe(consumer, timeout_s)()
+    return None if state.left is None else sum(state.left.values())
 
 
 def retry_paused(
