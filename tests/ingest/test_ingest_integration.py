@@ -19,23 +19,9 @@ from ingest.dlq import reason_of
 from ingest.service import IngestConfig, IngestService
 from plantwatch.connections import kafka_config
 from plantwatch.settings import Settings
+from tests.ingest.helpers import ListSink, run_ingest_service
 
 pytestmark = pytest.mark.integration
-
-
-class ListSink:
-    """The observable handler: keeps what the service handed on, per flush."""
-
-    def __init__(self) -> None:
-        self.pending: list[Telemetry] = []
-        self.flushed: list[Telemetry] = []
-
-    def write(self, records: Sequence[Telemetry]) -> None:
-        self.pending.extend(records)
-
-    def flush(self) -> None:
-        self.flushed.extend(self.pending)
-        self.pending.clear()
 
 
 def _produce(
@@ -53,28 +39,7 @@ def _produce(
 def _run_service(
     settings: Settings, topic: str, group: str, count: int, lateness_ms: int = 60_000
 ) -> tuple[IngestService, ListSink]:
-    from kafka import KafkaConsumer, KafkaProducer
-
-    sink = ListSink()
-    consumer = KafkaConsumer(
-        **kafka_config(
-            settings, group_id=group, enable_auto_commit=False, auto_offset_reset="earliest"
-        )
-    )
-    producer = KafkaProducer(**kafka_config(settings, acks="all"))
-    config = IngestConfig(
-        topic=topic,
-        dlq_topic=f"{topic}.dlq",
-        lateness_ms=lateness_ms,
-        limits=Limits(max_bytes=100_000),
-    )
-    service = IngestService(consumer, producer, [sink], config)
-    try:
-        service.run(threading.Event(), max_messages=count, idle_exit_s=30)
-    finally:
-        consumer.close()
-        producer.close()
-    return service, sink
+    return run_ingest_service(settings, topic, group, count, Limits(max_bytes=100_000), lateness_ms)
 
 
 def _dead_letters(settings: Settings, topic: str, expect: int) -> list[object]:

@@ -10,9 +10,8 @@ once it has, the redriven predictions reach InfluxDB.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,56 +19,20 @@ from click.testing import CliRunner
 
 from ingest.contract import Limits, Telemetry, encode
 from ingest.dlq import REDRIVEN_FROM
-from ingest.service import IngestConfig, IngestService
 from plantwatch.cli import cli
 from plantwatch.connections import kafka_config
 from plantwatch.deadletters import marks_topic
 from plantwatch.settings import Settings
+from tests.ingest.helpers import ListSink, run_ingest_service
 
 pytestmark = pytest.mark.integration
 
 HOUR_MS = 3_600_000
 
 
-class ListSink:
-    def __init__(self) -> None:
-        self.pending: list[Telemetry] = []
-        self.flushed: list[Telemetry] = []
-
-    def write(self, records: Sequence[Telemetry]) -> None:
-        self.pending.extend(records)
-
-    def flush(self) -> None:
-        self.flushed.extend(self.pending)
-        self.pending.clear()
-
-
 def _ingest(settings: Settings, topic: str, group: str, count: int, max_past_ms: int) -> ListSink:
     """The ingest stage in-process until it has read ``count`` more records."""
-    from kafka import KafkaConsumer, KafkaProducer
-
-    sink = ListSink()
-    consumer = KafkaConsumer(
-        **kafka_config(
-            settings,
-            group_id=group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
-    )
-    producer = KafkaProducer(**kafka_config(settings, acks="all"))
-    config = IngestConfig(
-        topic=topic, dlq_topic=f"{topic}.dlq", limits=Limits(max_past_ms=max_past_ms)
-    )
-    try:
-        IngestService(consumer, producer, [sink], config).run(
-            threading.Event(), max_messages=count, idle_exit_s=30
-        )
-    finally:
-        consumer.close()
-        producer.close()
-    return sink
+    return run_ingest_service(settings, topic, group, count, Limits(max_past_ms=max_past_ms))[1]
 
 
 def _records(settings: Settings, topic: str) -> list[object]:
