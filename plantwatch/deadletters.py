@@ -356,6 +356,8 @@ class Redrive:
     a letter with no source topic header)."""
     left: int = 0
     """Letters not redriven because the run's ``most`` was reached (a later run takes them)."""
+    refused_again: int = 0
+    """Letters skipped: a redriven copy that the stage refused again (without ``again``)."""
 
     @property
     def total(self) -> int:
@@ -372,6 +374,7 @@ def redrive(
     chunk: int = 500,
     on_commit: Callable[[Redrive], object] = lambda result: None,
     most: int | None = None,
+    again: bool = False,
 ) -> Redrive:
     """Re-publish each letter's key and value to its source topic and partition, once.
 
@@ -388,6 +391,9 @@ def redrive(
     called, e.g. for progress), so a caller that catches an error still knows what was
     done. With ``most``, at most that many letters are redriven; the rest are counted in
     ``left`` (the iterator is still read to its end, for the caller's counts).
+    A letter that is a redriven copy refused again (``redriven_from``) is skipped and
+    counted in ``refused_again`` unless ``again``: its cause was not fixed by the last
+    redrive, and a redrive repeated by a schedule would otherwise loop it for ever.
     """
     import orjson
 
@@ -399,6 +405,9 @@ def redrive(
         for letter in letters:
             if mark_of(letter) in done:
                 result.already += 1
+                continue
+            if letter.redriven_from and not again:
+                result.refused_again += 1
                 continue
             if most is not None and result.total + sum(pending.values()) >= most:
                 result.left += 1

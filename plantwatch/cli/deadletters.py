@@ -76,6 +76,13 @@ def _topic_name(value: str) -> str:
     help="With --redrive: redrive at most N letters (e.g. a few first, to see that the "
     "stage now takes them); a later run takes the rest.",
 )
+@click.option(
+    "--again",
+    is_flag=True,
+    help="With --redrive: also redrive letters that are a redriven copy the stage refused "
+    "again. They are skipped by default: the cause was not fixed by the last redrive, and a "
+    "redrive repeated on a schedule would otherwise loop them.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead.")
 @click.pass_context
 def dead_letters_cmd(
@@ -87,6 +94,7 @@ def dead_letters_cmd(
     width: int,
     redrive: bool,
     redrive_max: int | None,
+    again: bool,
     as_json: bool,
 ) -> None:
     """Show the dead letters: counts by topic, stage and reason, then the newest in full.
@@ -104,7 +112,8 @@ def dead_letters_cmd(
     telemetry older than PLANTWATCH_INGEST_MAX_PAST_S (ts_out_of_range) once that is
     raised. Each copy and a mark in <dlq topic>.redriven commit in one transaction, so a
     letter is redriven once, however often the command runs; a copy that the stage
-    refuses again comes back as a new letter. Without --redrive nothing is written.
+    refuses again comes back as a new letter, which a later --redrive skips unless
+    --again is given. Without --redrive nothing is written.
     """
     from plantwatch.connections import kafka_errors
     from plantwatch.deadletters import Digest, mark_of, read_letters, read_marks
@@ -126,6 +135,8 @@ def dead_letters_cmd(
         )
     if redrive_max is not None and not redrive:
         raise OptionError("--redrive-max", str(redrive_max), "to be given with --redrive")
+    if again and not redrive:
+        raise OptionError("--again", "without --redrive", "to be given with --redrive")
     digest = Digest(newest=limit, reasons=frozenset(reasons))
     missing: list[str] = []
     start_ms = int(start.timestamp() * 1000)
@@ -139,7 +150,7 @@ def dead_letters_cmd(
     done = None
     with kafka_errors(settings):
         if redrive:
-            done = _redrive(settings, names, letters(), redrive_max)
+            done = _redrive(settings, names, letters(), redrive_max, again)
             before = done.already
         else:
             marks = read_marks(settings, names)
@@ -153,7 +164,11 @@ def dead_letters_cmd(
 
 
 def _redrive(
-    settings: Settings, names: list[str], letters: Iterator[Letter], most: int | None
+    settings: Settings,
+    names: list[str],
+    letters: Iterator[Letter],
+    most: int | None,
+    again: bool = False,
 ) -> Redrive:
     """Redrive ``letters`` with a transactional producer; errors say what was committed."""
     from kafka import KafkaConsumer, KafkaProducer
@@ -186,6 +201,7 @@ def _redrive(
             result,
             on_commit=_Progress(),
             most=most,
+            again=again,
         )
     except KafkaError as exc:
         fenced = "Fenced" in type(exc).__name__
@@ -224,6 +240,7 @@ def _redrive_doc(done: Redrive) -> dict[str, object]:
         "already_redriven": done.already,
         "source_topic_missing": done.no_source,
         "left": done.left,
+        "refused_again_skipped": done.refused_again,
     }
 
 
@@ -237,6 +254,11 @@ def _echo_redrive(done: Redrive) -> None:
         click.echo(f"  skipped {done.already:,} redriven before")
     if done.left:
         click.echo(f"  left {done.left:,} for a later run (--redrive-max)")
+    if done.refused_again:
+        click.echo(
+            f"  skipped {done.refused_again:,} refused again after an earlier redrive "
+            "(fix their cause, then --again)"
+        )
     for topic, n in sorted(done.no_source.items()):
         where = f"source topic {topic} does not exist" if topic else "no source topic header"
         click.echo(f"  skipped {n:,}: {where}")

@@ -71,6 +71,16 @@ def test_redriven_and_unplaceable_letters_are_skipped_and_counted() -> None:
     assert done.no_source == {"gone": 1, "": 1}
 
 
+def test_a_copy_refused_again_is_skipped_unless_asked_again() -> None:
+    refused = dataclasses.replace(_letter(1), redriven_from="telemetry.dlq[0]@0")
+    done = redrive(Producer(), [_letter(0), refused], set(), _parts)
+    assert (done.total, done.refused_again) == (1, 1)
+    producer = Producer()
+    done = redrive(producer, [refused], set(), _parts, again=True)
+    assert (done.total, done.refused_again) == (1, 0)
+    assert [kw["value"] for t, kw in producer.committed if t == "telemetry"] == [b"v1"]
+
+
 def test_a_failure_aborts_the_open_transaction_and_keeps_the_committed_count() -> None:
     producer = Producer(fail_at=7)  # 2 sends per letter, chunks of 2: the 4th letter fails
     done = redrive(producer, [], set(), _parts)
@@ -108,3 +118,13 @@ def test_redrive_max_needs_redrive() -> None:
     result = CliRunner().invoke(cli, ["dead-letters", "--redrive-max", "5"])
     assert result.exit_code == 2
     assert "--redrive-max='5': expected to be given with --redrive" in result.output
+
+
+def test_again_needs_redrive() -> None:
+    from click.testing import CliRunner
+
+    from plantwatch.cli import cli
+
+    result = CliRunner().invoke(cli, ["dead-letters", "--again"])
+    assert result.exit_code == 2
+    assert "--again='without --redrive': expected to be given with --redrive" in result.output

@@ -63,8 +63,8 @@ def _drop_marks(settings: Settings, dlq: str) -> None:
     admin.close()
 
 
-def _redrive(topic: str) -> dict[str, object]:
-    args = ["dead-letters", "--topic", f"{topic}.dlq", "--reason", "ts_out_of_range"]
+def _redrive(topic: str, *extra: str) -> dict[str, object]:
+    args = ["dead-letters", "--topic", f"{topic}.dlq", "--reason", "ts_out_of_range", *extra]
     result = CliRunner().invoke(cli, [*args, "--since", "1h", "--redrive", "--json"])
     assert result.exit_code == 0, result.output
     doc: dict[str, object] = json.loads(result.output)
@@ -105,6 +105,7 @@ def test_redriven_letters_are_ingested_once_after_the_fix(
         "already_redriven": 0,
         "source_topic_missing": {},
         "left": 0,
+        "refused_again_skipped": 0,
     }
     records = _records(live_services, topic)
     copies = [r for r in records if REDRIVEN_FROM in dict(r.headers)]  # type: ignore[attr-defined]
@@ -125,6 +126,7 @@ def test_redriven_letters_are_ingested_once_after_the_fix(
         "already_redriven": 3,
         "source_topic_missing": {},
         "left": 0,
+        "refused_again_skipped": 0,
     }
     assert len(_records(live_services, marks_topic(f"{topic}.dlq"))) == 3
     listing = CliRunner().invoke(
@@ -241,6 +243,14 @@ def test_a_copy_refused_again_says_which_redrive_it_came_from(
     assert doc["redriven_before"] == 1
     text = CliRunner().invoke(cli, args[:-1]).output
     assert f"refused again after a redrive of {newest['redriven_from']}" in text
+
+    # a redrive run again (say on a schedule) does not loop the refused copy...
+    again = _redrive(topic)["redrive"]
+    assert again == again | {"redriven": [], "already_redriven": 1, "refused_again_skipped": 1}
+    # ...until the operator, having fixed the cause this time, asks for it
+    again = _redrive(topic, "--again")["redrive"]
+    assert again["redriven"][0]["letters"] == 1  # type: ignore[index]
+    assert again["refused_again_skipped"] == 0  # type: ignore[index]
     _drop_marks(live_services, dlq)
 
 
