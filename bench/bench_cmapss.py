@@ -17,6 +17,8 @@ decay, patience 10, a 20 % validation hold-out); the earlier default is
 threshold and calibration on the out-of-fold scores of all 100 training engines, served as
 a 5-member ensemble (``bench/results/cmapss_folds5.json``; 5x the training and inference
 cost, same median F1, better worst seed and Brier score, see ``docs/models.md``);
+``--members 3`` trains three copies from seeds seed + 1000 k on the same split, early-stopped
+on the same validation engines and served as one model (``bench/results/cmapss_members3.json``);
 ``--aux``, ``--arch`` (e.g. ``gru-stats``), ``--units``, ``--L``, ``--select-rho`` and
 ``--no-age`` give the variants measured in ``docs/models.md``.
 
@@ -43,7 +45,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from models.data import load_cmapss_history
-from models.ensemble import prepare_folds, train_ensemble
+from models.ensemble import MEMBER_SEED_STEP, prepare_folds, train_ensemble, train_members
 from models.evaluation import (
     binary_metrics,
     choose_threshold,
@@ -240,7 +242,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             args.arch,
             args.units,
             args.dropout,
-            seed + 1000 * k,
+            seed + MEMBER_SEED_STEP * k,
             aux_outputs=len(aux),
             name=f"member{k}",
         )
@@ -264,12 +266,21 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             keep = select_inputs(history, prep.train, args.select_rho, window.step_ms, args.age)
             train_w, val_w, n_inputs = _columns(train_w, keep), _columns(val_w, keep), len(keep)
             print(f"seed {seed}: {len(keep)} of {prep.n_inputs} inputs kept: {keep.tolist()}")
-        model = build(n_inputs)
-        result = train(model, train_w, val_w, config, device=device)
-        model, val = serving_model(model), val_w
-        val_logits = predict_logits(model, val)
+        if args.members > 1:
+            ensemble = train_members(
+                lambda k: build(n_inputs, k), train_w, val_w, config, args.members, device
+            )
+            model, val, val_logits = ensemble.model, val_w, ensemble.oof_logits
+            result = ensemble.results[0]
+            result.seconds = sum(r.seconds for r in ensemble.results)
+            epochs = sum(len(r.history) for r in ensemble.results)
+        else:
+            model = build(n_inputs)
+            result = train(model, train_w, val_w, config, device=device)
+            model, val = serving_model(model), val_w
+            val_logits = predict_logits(model, val)
+            epochs = len(result.history)
         spec, min_steps, age_scale = prep.spec, prep.min_steps, prep.age_scale
-        epochs = len(result.history)
     a, b = fit_calibration(val_logits, val.y)
     p_val = sigmoid(a * val_logits + b)
     val_cycle, _ = cycles(history, val, window.step_ms)
@@ -381,6 +392,14 @@ def main() -> None:
         default=1,
         help="K > 1: K-fold by engine, threshold on out-of-fold scores, K-member ensemble",
     )
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="M > 1: M copies of the model trained on the same engines from seeds "
+        "seed + 1000 k, early-stopped on the same validation engines, served as one model "
+        "(mean logit)",
+    )
     parser.add_argument("--L", type=int, default=100, help="window length in cycles")
     parser.add_argument(
         "--H", type=int, default=30, help="horizon in cycles (the protocol's is 30)"
@@ -435,6 +454,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.select_rho and args.folds > 1:
         parser.error("--select-rho is for the single model (--folds 1)")
+    if args.members < 1:
+        parser.error(f"--members must be >= 1. Received: {args.members}")
+    if args.members > 1 and args.folds > 1:
+        parser.error("--members is for the hold-out split (--folds 1); --folds K is K members")
     runs = []
     for seed in args.seeds:
         m = run_seed(args, seed)

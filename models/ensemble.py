@@ -7,6 +7,10 @@ are chosen on those out-of-fold scores of all machines instead of on one 20 % ho
 (a threshold from a few validation machines jumps with the split). The K members are
 then served as one Keras model whose logit is the mean of the members' logits.
 
+:func:`train_members` is the other ensemble: M copies of one network trained on the same
+machines from M seeds (weights and batch order), each early-stopped on the same validation
+machines and served the same way, so it is judged on validation exactly as one model is.
+
 The feature spec (normalization, regimes) is fitted on all training machines: it uses no
 labels, and one spec is what a served model needs.
 
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -163,3 +167,34 @@ def train_ensemble(
         oof_parts.append(val_w)
     oof = Windows.concat(oof_parts)
     return Ensemble(average_model(members), np.concatenate(oof_logits), oof, results)
+
+
+MEMBER_SEED_STEP = 1000  # member k of seed s: seed s + 1000 k (weights and batch order)
+
+
+def train_members(
+    build: Callable[[int], Model],
+    train_w: Windows,
+    val_w: Windows,
+    config: TrainConfig,
+    members: int,
+    device: tuple[str, str] | None = None,
+) -> Ensemble:
+    """Train ``members`` copies of one network on the same windows, served as one model.
+
+    ``build(k)`` makes member k (its weights seeded ``config.seed + 1000 k`` by the
+    caller); its batch order and dropout are seeded the same way. Every member
+    early-stops on ``val_w``, and the returned logits are the mean model's on ``val_w``.
+    """
+    if members < 1:
+        raise DataError(f"members must be >= 1. Received: members={members}")
+    trained: list[Model] = []
+    results: list[TrainResult] = []
+    for k in range(members):
+        log.info("member %d/%d", k + 1, members)
+        model = build(k)
+        member_config = replace(config, seed=config.seed + MEMBER_SEED_STEP * k)
+        results.append(train(model, train_w, val_w, member_config, device=device))
+        trained.append(serving_model(model))
+    model = average_model(trained)
+    return Ensemble(model, predict_logits(model, val_w), val_w, results)

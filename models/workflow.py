@@ -17,7 +17,7 @@ from features.core import silent_steps
 from features.spec import FeatureSpec
 from models.artifact import ModelMeta, load_artifact, save_artifact
 from models.data import History, drop_readings, fingerprint, load_source
-from models.ensemble import prepare_folds, train_ensemble
+from models.ensemble import MEMBER_SEED_STEP, prepare_folds, train_ensemble, train_members
 from models.errors import DataError, FeedbackError
 from models.evaluation import binary_metrics, choose_threshold, fit_calibration, lead_times, sigmoid
 from models.feedback import feedback_labels, load_feedback
@@ -60,6 +60,7 @@ def train_artifact(
     weight_decay: float = 1e-4,
     validation_fraction: float = 0.2,
     folds: int = 1,
+    members: int = 1,
     target_recall: float | None = None,
     lost_readings: float | None = None,
     seed: int = 0,
@@ -74,7 +75,9 @@ def train_artifact(
 
     With ``folds`` K > 1 the machines are split in K folds (:mod:`models.ensemble`):
     calibration and threshold come from the out-of-fold scores of every machine, and the
-    artifact serves the K members as one model (mean logit).
+    artifact serves the K members as one model (mean logit). With ``members`` M > 1 the
+    split is the usual one and M copies of the network are trained from seeds
+    ``seed + 1000 k`` (:func:`models.ensemble.train_members`), served the same way.
 
     With ``aux`` ``sparse`` or ``dense`` the network also learns failure within other
     horizons (:func:`models.network.aux_horizons`); the artifact keeps the single H logit.
@@ -82,6 +85,11 @@ def train_artifact(
     Returns:
         The metrics saved with the model: ``validation`` (and ``test`` for C-MAPSS).
     """
+    if members < 1 or (members > 1 and folds > 1):
+        raise DataError(
+            "members must be >= 1, and folds and members cannot both be > 1. "
+            f"Received: folds={folds}, members={members}"
+        )
     history = load_source(data, window.step_ms, window.sensors, events)
     if lost_readings is None:
         lost_readings = 0.0 if history.test is not None else DEFAULT_LOST_READINGS
@@ -104,9 +112,9 @@ def train_artifact(
             n_inputs,
             architecture,
             units,
-            seed=seed + 1000 * k,
+            seed=seed + MEMBER_SEED_STEP * k,
             aux_outputs=len(aux_h),
-            name=f"member{k}" if folds > 1 else None,
+            name=f"member{k}" if folds > 1 or members > 1 else None,
         )
 
     if folds > 1:
@@ -123,6 +131,13 @@ def train_artifact(
     if folds > 1:
         ensemble = train_ensemble(prepared, lambda k: build(prepared.n_inputs, k), config, device)
         model, val, val_logits = ensemble.model, ensemble.oof, ensemble.oof_logits
+        results = ensemble.results
+    elif members > 1:
+        ensemble = train_members(
+            lambda k: build(prepared.n_inputs, k), prepared.train, prepared.val, config,
+            members, device,
+        )  # fmt: skip
+        model, val, val_logits = ensemble.model, prepared.val, ensemble.oof_logits
         results = ensemble.results
     else:
         model = build(prepared.n_inputs)
@@ -146,6 +161,7 @@ def train_artifact(
             "precision": results[0].precision,
             "params": model.count_params(),
             "folds": folds,
+            "ensemble_members": members,
             "members": [{"epochs": len(r.history), "best_epoch": r.best_epoch} for r in results],
             "val_windows": len(val),
             "seed": seed,

@@ -52,9 +52,7 @@ def test_bad_source_is_one_line_exit_2(tmp_path: Path) -> None:
     assert "expected cmapss:DIR or history:FILE" in result.output
 
 
-@pytest.fixture(scope="module")
-def trained(sim_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cli") / "model"
+def _train(sim_files: tuple[Path, Path], out: Path, *extra: str) -> Path:
     result = CliRunner().invoke(
         cli,
         [
@@ -74,10 +72,22 @@ def trained(sim_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFacto
             "--units",
             "8",
             "--quiet",
+            *extra,
         ],
     )
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="module")
+def trained(sim_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(sim_files, tmp_path_factory.mktemp("cli") / "model")
+
+
+@pytest.fixture(scope="module")
+def trained_members(sim_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ensemble artifact (--members 2): one Keras model of two members."""
+    return _train(sim_files, tmp_path_factory.mktemp("cli") / "members", "--members", "2")
 
 
 def test_train_writes_artifact_and_evaluate_scores_it(
@@ -246,10 +256,13 @@ def test_evaluate_refuses_other_features_config(
     assert "differs: the model was trained with" in result.output
 
 
+@pytest.mark.parametrize("artifact", ["trained", "trained_members"])
 def test_fine_tune_moves_labelled_machines_in_labelled_direction(
-    trained: Path, sim_files: tuple[Path, Path], tmp_path: Path
+    artifact: str, sim_files: tuple[Path, Path], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     from models.artifact import load_artifact
+
+    trained: Path = request.getfixturevalue(artifact)
     from models.data import load_history_files
     from models.windows import make_windows, step_features
 
