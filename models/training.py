@@ -4,8 +4,8 @@ Binary cross-entropy on logits (numerically stable), class weights from the labe
 frequency, AdamW (decoupled weight decay: ``theta <- theta - lr*step - lr*wd*theta``),
 gradient clipping by norm, early stopping on validation PR-AUC (ties broken by the lower
 validation loss) restoring the best weights, seeds, Keras's per-epoch progress bar. On a
-GPU it is used automatically with mixed precision and compiled (XLA) steps; the device
-and the precision are logged.
+GPU it is used automatically with mixed precision and compiled (XLA) steps; the device,
+the precision and whether steps are compiled are logged (:func:`compiled_steps`).
 """
 
 from __future__ import annotations
@@ -108,7 +108,11 @@ def setup_device(seed: int) -> tuple[str, str]:
     precision = "mixed_float16" if device == "gpu" else "float32"
     keras.mixed_precision.set_global_policy(precision)
     log.info(
-        "training on %s (backend %s), precision %s", device, keras.backend.backend(), precision
+        "training on %s (backend %s), precision %s, compiled steps %s",
+        device,
+        keras.backend.backend(),
+        precision,
+        "yes" if compiled_steps(device) else "no",
     )
     return device, precision
 
@@ -133,20 +137,32 @@ def make_optimizer(
     )
 
 
+def compiled_steps(device: str) -> bool:
+    """Whether training and prediction steps are compiled (XLA) on ``device``.
+
+    On a GPU, yes. On a CPU only with the jax backend, which without ``jax.jit`` runs a
+    step op by op (a short training run timed out at 300 s that way); TensorFlow on a CPU
+    runs its graph faster without XLA here, and only then does a window score
+    bit-identically alone and in any batch (docs/models.md, Scorer).
+    """
+    return device == "gpu" or backend.keras().backend.backend() == "jax"
+
+
 def compile_model(model: Model, optimizer: Any, device: str, aux_weight: float = 0.5) -> None:
-    """Compile with BCE on logits (auxiliary outputs weighted); XLA steps on a GPU."""
+    """Compile with BCE on logits (auxiliary outputs weighted); see :func:`compiled_steps`."""
     keras = backend.keras()
 
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    jit = compiled_steps(device)
     if isinstance(model.output, dict):
         model.compile(
             optimizer=optimizer,
             loss={"logit": bce, "aux": keras.losses.BinaryCrossentropy(from_logits=True)},
             loss_weights={"logit": 1.0, "aux": aux_weight},
-            jit_compile=device == "gpu",
+            jit_compile=jit,
         )
     else:
-        model.compile(optimizer=optimizer, loss=bce, jit_compile=device == "gpu")
+        model.compile(optimizer=optimizer, loss=bce, jit_compile=jit)
 
 
 def bce_from_logits(y: NDArray[np.float32], logits: NDArray[np.float32]) -> float:
