@@ -243,8 +243,20 @@ class AlertingService:
         if self.config.crash_window_s:
             time.sleep(self.config.crash_window_s)
         from kafka import OffsetAndMetadata
+        from kafka.errors import CommitFailedError
 
-        self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in b.offsets.items()})
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in b.offsets.items()})
+        except CommitFailedError as exc:
+            # The group rebalanced, or dropped this member while the broker was away, before
+            # Kafka took the commit. The batch's outputs and offsets are in the store, and
+            # records that come again are skipped below its offsets, as after a crash at this
+            # point (docs/alerting.md, exactly once). The next poll rejoins the group.
+            log.warning(
+                "alert: Kafka refused the offset commit (%s: the group moved on); the store's "
+                "offsets stand and records read again are skipped",
+                type(exc).__name__,
+            )
         self.metrics.add(b.consumed, len(b.lines), opened, b.reasons, b.kinds)
         return b.offsets
 
