@@ -54,9 +54,9 @@ from models.evaluation import (
     share_weights,
     sigmoid,
 )
-from models.network import ARCHITECTURES, AUX_MODES, aux_horizons, build_model, serving_model
+from models.network import ARCHITECTURES, AUX_MODES, aux_horizons, build_model
 from models.pipeline import PROTOCOL_MIN_CYCLES, cmapss_test, prepare
-from models.training import TrainConfig, predict_logits, setup_device, train
+from models.training import TrainConfig, predict_logits, setup_device
 from plantwatch.presets import PRESETS
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cmapss"
@@ -252,11 +252,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             history, window, args.L, args.H, args.folds, seed, args.min_steps, args.age, aux
         )
         ensemble = train_ensemble(folds, lambda k: build(folds.n_inputs, k), config, device)
-        model, val, val_logits = ensemble.model, ensemble.oof, ensemble.oof_logits
         spec, min_steps, age_scale = folds.spec, folds.min_steps, folds.age_scale
-        result = ensemble.results[0]
-        result.seconds = sum(r.seconds for r in ensemble.results)
-        epochs = sum(len(r.history) for r in ensemble.results)
     else:
         prep = prepare(
             history, window, args.L, args.H, args.val_fraction, seed, args.min_steps, args.age, aux
@@ -266,21 +262,14 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             keep = select_inputs(history, prep.train, args.select_rho, window.step_ms, args.age)
             train_w, val_w, n_inputs = _columns(train_w, keep), _columns(val_w, keep), len(keep)
             print(f"seed {seed}: {len(keep)} of {prep.n_inputs} inputs kept: {keep.tolist()}")
-        if args.members > 1:
-            ensemble = train_members(
-                lambda k: build(n_inputs, k), train_w, val_w, config, args.members, device
-            )
-            model, val, val_logits = ensemble.model, val_w, ensemble.oof_logits
-            result = ensemble.results[0]
-            result.seconds = sum(r.seconds for r in ensemble.results)
-            epochs = sum(len(r.history) for r in ensemble.results)
-        else:
-            model = build(n_inputs)
-            result = train(model, train_w, val_w, config, device=device)
-            model, val = serving_model(model), val_w
-            val_logits = predict_logits(model, val)
-            epochs = len(result.history)
+        ensemble = train_members(
+            lambda k: build(n_inputs, k), train_w, val_w, config, args.members, device
+        )
         spec, min_steps, age_scale = prep.spec, prep.min_steps, prep.age_scale
+    model, val, val_logits = ensemble.model, ensemble.oof, ensemble.oof_logits
+    result = ensemble.results[0]
+    result.seconds = sum(r.seconds for r in ensemble.results)
+    epochs = sum(len(r.history) for r in ensemble.results)
     a, b = fit_calibration(val_logits, val.y)
     p_val = sigmoid(a * val_logits + b)
     val_cycle, _ = cycles(history, val, window.step_ms)

@@ -185,16 +185,18 @@ def train_members(
     ``build(k)`` makes member k (its weights seeded ``config.seed + 1000 k`` by the
     caller); its batch order and dropout are seeded the same way. Every member
     early-stops on ``val_w``, and the returned logits are the mean model's on ``val_w``.
+    With one member this is plain training: the model is served as it is.
     """
     if members < 1:
         raise DataError(f"members must be >= 1. Received: members={members}")
     trained: list[Model] = []
     results: list[TrainResult] = []
     for k in range(members):
-        log.info("member %d/%d", k + 1, members)
+        if members > 1:
+            log.info("member %d/%d", k + 1, members)
         model = build(k)
         member_config = replace(config, seed=config.seed + MEMBER_SEED_STEP * k)
         results.append(train(model, train_w, val_w, member_config, device=device))
         trained.append(serving_model(model))
-    model = average_model(trained)
+    model = trained[0] if members == 1 else average_model(trained)
     return Ensemble(model, predict_logits(model, val_w), val_w, results)

@@ -27,7 +27,6 @@ from models.network import (
     DEFAULT_AUX,
     aux_horizons,
     build_model,
-    serving_model,
 )
 from models.pipeline import cmapss_test, failure_times, prepare
 from models.training import TrainConfig, predict_logits, setup_device, train
@@ -130,20 +129,13 @@ def train_artifact(
     history = replace(history, telemetry=history.telemetry.iloc[:0])  # memory: in windows now
     if folds > 1:
         ensemble = train_ensemble(prepared, lambda k: build(prepared.n_inputs, k), config, device)
-        model, val, val_logits = ensemble.model, ensemble.oof, ensemble.oof_logits
-        results = ensemble.results
-    elif members > 1:
+    else:  # one model, or M members on the same split
         ensemble = train_members(
             lambda k: build(prepared.n_inputs, k), prepared.train, prepared.val, config,
             members, device,
         )  # fmt: skip
-        model, val, val_logits = ensemble.model, prepared.val, ensemble.oof_logits
-        results = ensemble.results
-    else:
-        model = build(prepared.n_inputs)
-        results = [train(model, prepared.train, prepared.val, config, device=device)]
-        model, val = serving_model(model), prepared.val
-        val_logits = predict_logits(model, val)
+    model, val, val_logits = ensemble.model, ensemble.oof, ensemble.oof_logits
+    results = ensemble.results
     calibration = fit_calibration(val_logits, val.y)
     p_val = sigmoid(calibration[0] * val_logits + calibration[1])
     threshold = choose_threshold(val.y, p_val, target_recall)

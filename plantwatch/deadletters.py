@@ -398,9 +398,19 @@ def redrive(
     import orjson
 
     result = Redrive() if result is None else result
-    pending: dict[tuple[str, str, str], int] = {}
+    pending: dict[tuple[str, str, str], int] = {}  # in the open transaction
     in_transaction = False
     known: dict[str, set[int] | None] = {}
+
+    def commit() -> None:
+        nonlocal in_transaction
+        producer.commit_transaction()
+        in_transaction = False
+        for key, n in pending.items():
+            result.redriven[key] = result.redriven.get(key, 0) + n
+        pending.clear()
+        on_commit(result)
+
     try:
         for letter in letters:
             if mark_of(letter) in done:
@@ -442,24 +452,12 @@ def redrive(
             key = (letter.topic, letter.reason, letter.source_topic)
             pending[key] = pending.get(key, 0) + 1
             if sum(pending.values()) >= chunk:
-                producer.commit_transaction()
-                in_transaction = False
-                _merge(result.redriven, pending)
-                on_commit(result)
+                commit()
         if in_transaction:
-            producer.commit_transaction()
-            in_transaction = False
-            _merge(result.redriven, pending)
-            on_commit(result)
+            commit()
     except BaseException:
         if in_transaction:
             with contextlib.suppress(Exception):  # a fenced producer cannot abort either
                 producer.abort_transaction()
         raise
     return result
-
-
-def _merge(into: dict[tuple[str, str, str], int], pending: dict[tuple[str, str, str], int]) -> None:
-    for key, n in pending.items():
-        into[key] = into.get(key, 0) + n
-    pending.clear()

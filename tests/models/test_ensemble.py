@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,17 +68,22 @@ def _train_args(telemetry: Path, events: Path, out: Path) -> list[str]:
     ]
 
 
-def test_train_with_folds_thresholds_on_every_machine(
-    sim_files: tuple[Path, Path], tmp_path: Path
-) -> None:
+def _trained_spec(sim_files: tuple[Path, Path], out: Path, *extra: str) -> dict[str, Any]:
+    """``plantwatch train`` with :func:`_train_args` and ``extra``; the artifact's spec."""
     import json
 
     from plantwatch.cli.main import cli
 
-    out = tmp_path / "model"
-    result = CliRunner().invoke(cli, [*_train_args(*sim_files, out), "--folds", "3"])
+    result = CliRunner().invoke(cli, [*_train_args(*sim_files, out), *extra])
     assert result.exit_code == 0, result.output
-    spec = json.loads((out / "spec.json").read_text())
+    spec: dict[str, Any] = json.loads((out / "spec.json").read_text())
+    return spec
+
+
+def test_train_with_folds_thresholds_on_every_machine(
+    sim_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    spec = _trained_spec(sim_files, tmp_path / "model", "--folds", "3")
     training = spec["metrics"]["training"]
     assert training["folds"] == 3
     assert len(training["members"]) == 3
@@ -117,21 +123,11 @@ def test_members_must_be_positive() -> None:
 def test_train_with_members_keeps_the_hold_out(
     sim_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    import json
-
-    from plantwatch.cli.main import cli
-
-    out = tmp_path / "model"
-    result = CliRunner().invoke(cli, [*_train_args(*sim_files, out), "--members", "2"])
-    assert result.exit_code == 0, result.output
-    spec = json.loads((out / "spec.json").read_text())
-    training = spec["metrics"]["training"]
+    training = _trained_spec(sim_files, tmp_path / "model", "--members", "2")["metrics"]["training"]
     assert training["ensemble_members"] == 2
     assert len(training["members"]) == 2
     assert len(training["validation_machines"]) < 24  # the 20 % hold-out, not every machine
-    one = tmp_path / "one"
-    assert CliRunner().invoke(cli, _train_args(*sim_files, one)).exit_code == 0
-    single = json.loads((one / "spec.json").read_text())["metrics"]["training"]
+    single = _trained_spec(sim_files, tmp_path / "one")["metrics"]["training"]
     assert single["validation_machines"] == training["validation_machines"]  # same split
     assert training["params"] == 2 * single["params"]  # both members served as one model
 
