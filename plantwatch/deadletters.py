@@ -298,6 +298,28 @@ def read_letters(
         consumer.close()
 
 
+def dlq_topics(settings: Settings) -> list[str]:
+    """The three stages' DLQ topics (ingest, scorer, alerting), from the settings."""
+    return [
+        settings.topic_telemetry_dlq,
+        settings.topic_features_dlq,
+        settings.topic_predictions_dlq,
+    ]
+
+
+def count_letters(
+    settings: Settings, topics: Iterable[str], start_ms: int
+) -> tuple[Digest, list[str]]:
+    """Counts per topic, stage and reason of the letters since ``start_ms`` (none kept).
+
+    Returns the digest and the topics that do not exist.
+    """
+    digest, missing = Digest(newest=0), list[str]()
+    for letter in read_letters(settings, topics, start_ms, missing.append):
+        digest.add(letter)
+    return digest, missing
+
+
 def marks_topic(dlq_topic: str) -> str:
     """The compacted topic that records which letters of ``dlq_topic`` were redriven."""
     return f"{dlq_topic}.redriven"

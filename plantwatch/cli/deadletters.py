@@ -116,16 +116,12 @@ def dead_letters_cmd(
     --again is given. Without --redrive nothing is written.
     """
     from plantwatch.connections import kafka_errors
-    from plantwatch.deadletters import Digest, mark_of, read_letters, read_marks
+    from plantwatch.deadletters import Digest, dlq_topics, mark_of, read_letters, read_marks
     from plantwatch.flux import parse_when
 
     settings = settings_from(ctx)
     start = parse_when(since, datetime.now(UTC), "--since")
-    names = list(topics) or [
-        settings.topic_telemetry_dlq,
-        settings.topic_features_dlq,
-        settings.topic_predictions_dlq,
-    ]
+    names = list(topics) or dlq_topics(settings)
     if redrive and not reasons:
         raise OptionError(
             "--redrive",

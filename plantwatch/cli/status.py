@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,13 +12,16 @@ from plantwatch.cli.main import cli, settings_from
 from plantwatch.cli.options import since_option
 from plantwatch.errors import ConnectionCheckError
 
+if TYPE_CHECKING:
+    from plantwatch.deadletters import Digest
+
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
 @cli.command("status")
-@since_option("1d", "Latest prediction per machine from this time on")
+@since_option("1d", "Latest prediction per machine, and dead letters, from this time on")
 @click.option(
     "--group",
     "groups",
@@ -30,15 +33,18 @@ def _number(value: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
 @click.pass_context
 def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json: bool) -> None:
-    """Show the fleet: latest risk and level per machine, open tickets, consumer lag.
+    """Show the fleet: latest risk and level per machine, open tickets, lag, dead letters.
 
     Risk and level come from the InfluxDB measurement failure_risk (each machine's
     newest prediction within --since), open tickets from the alerting store file
     (PLANTWATCH_ALERT_DB) when it exists, else from the tickets measurement. Lag is the
     number of records each stage's consumer group has not committed yet; a group that
-    never committed shows "not started". Secrets are never printed.
+    never committed shows "not started". Dead letters are the records the stages refused
+    since --since, counted per DLQ topic and reason (committed letters; `plantwatch
+    dead-letters` shows each with its detail). Secrets are never printed.
     """
-    from plantwatch.connections import influx_client, influx_errors
+    from plantwatch.connections import influx_client, influx_errors, kafka_errors
+    from plantwatch.deadletters import count_letters, dlq_topics
     from plantwatch.fleet import fleet_status, group_lags, stage_groups
     from plantwatch.flux import parse_when
 
@@ -51,10 +57,19 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
             client, settings, start, Path(store) if store is not None else None
         )
     kafka_error = None
+    dlq_names = dlq_topics(settings)
+    dead: Digest | None = None
+    missing: list[str] = []
     try:
         lags = group_lags(settings, stage_groups(settings, groups))
     except ConnectionCheckError as exc:
         lags, kafka_error = [], str(exc)
+    if kafka_error is None:
+        try:
+            with kafka_errors(settings):
+                dead, missing = count_letters(settings, dlq_names, int(start.timestamp() * 1000))
+        except ConnectionCheckError as exc:
+            kafka_error = str(exc)
     if as_json:
         import orjson
 
@@ -64,6 +79,7 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
             "tickets_source": source,
             "machines": [vars(m) for m in machines],
             "groups": [g.to_doc() for g in lags],
+            "dead_letters": None if dead is None else _dead_doc(dead, dlq_names, missing),
             "kafka_error": kafka_error,
         }
         click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
@@ -104,3 +120,40 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
     if rows:
         for line in text_table(["stage", "group", "state", "members", "lag", "per topic"], rows):
             click.echo(f"  {line}")
+    if dead is not None:
+        _echo_dead(dead, dlq_names, missing, since)
+    else:
+        click.echo(f"\ndead letters since {since}\n  unknown: Kafka did not answer (see above)")
+
+
+def _reasons(digest: Digest, topic: str) -> dict[str, int]:
+    """Letters per reason in ``topic``, the most frequent first."""
+    counts: dict[str, int] = {}
+    for row in digest.rows():
+        if row.topic == topic:
+            counts[row.reason] = counts.get(row.reason, 0) + row.count
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _dead_doc(digest: Digest, names: list[str], missing: list[str]) -> dict[str, Any]:
+    return {
+        "topics": {n: digest.per_topic.get(n, 0) for n in names if n not in missing},
+        "reasons": {n: _reasons(digest, n) for n in names if n not in missing},
+        "missing_topics": missing,
+    }
+
+
+def _echo_dead(digest: Digest, names: list[str], missing: list[str], since: str) -> None:
+    from plantwatch.historyview import text_table
+
+    click.echo(f"\ndead letters since {since} (`plantwatch dead-letters` shows them)")
+    rows = []
+    for name in names:
+        if name in missing:
+            rows.append([name, "-", "topic does not exist yet"])
+            continue
+        reasons = _reasons(digest, name)
+        text = ", ".join(f"{reason or '?'} {n:,}" for reason, n in reasons.items())
+        rows.append([name, f"{digest.per_topic.get(name, 0):,}", text or "-"])
+    for line in text_table(["topic", "letters", "reasons"], rows):
+        click.echo(f"  {line}")

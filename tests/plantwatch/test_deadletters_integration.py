@@ -82,3 +82,31 @@ def test_dead_letters_reads_the_committed_letters_since_a_time(
     assert result.exit_code == 0, result.output
     assert "no letter has reason not_jsn" in result.output
     assert "not_a_feature_record, not_json, too_late" in result.output
+
+
+def test_status_counts_the_dead_letters_per_topic_and_reason(
+    live_services: Settings,
+    make_topic: Callable[[str], str],
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    topic = make_topic(f"dlq-st-{unique}")
+    _produce(live_services, topic, unique)
+    monkeypatch.setenv("PLANTWATCH_TOPIC_TELEMETRY_DLQ", topic)
+    monkeypatch.setenv("PLANTWATCH_TOPIC_FEATURES_DLQ", f"nosuch-{unique}")
+
+    result = CliRunner().invoke(cli, ["status", "--since", "1h", "--json"])
+    assert result.exit_code == 0, result.output
+    dead = json.loads(result.stdout)["dead_letters"]
+    assert dead["topics"][topic] == 3  # not the 3-hour-old ones, not the aborted one
+    assert dead["reasons"][topic] == {"not_a_feature_record": 1, "not_json": 1, "too_late": 1}
+    assert dead["missing_topics"] == [f"nosuch-{unique}"]
+    assert f"nosuch-{unique}" not in dead["topics"]
+
+    result = CliRunner().invoke(cli, ["status", "--since", "4h"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "dead letters since 4h (`plantwatch dead-letters` shows them)" in lines
+    row = next(line.split() for line in lines if line.strip().startswith(topic))
+    assert row[:4] == [topic, "5", "not_json", "3,"]
+    assert any(f"nosuch-{unique}" in line and "does not exist" in line for line in lines)
