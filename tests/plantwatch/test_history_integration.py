@@ -114,8 +114,15 @@ def test_unknown_machine_names_bucket_and_known_machines(machine: str, unique: s
 
 
 def test_status_json_latest_risk_and_group_lag(
-    live_services: Settings, unique: str, topic: str
+    live_services: Settings,
+    unique: str,
+    topic: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # No alerting store: open tickets come from the tickets measurement (not from a store
+    # file that a stage run by hand on this machine left at the default path).
+    monkeypatch.setenv("PLANTWATCH_ALERT_DB", str(tmp_path / "none.sqlite"))
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.structs import OffsetAndMetadata
 
