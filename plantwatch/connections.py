@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from plantwatch.errors import AuthenticationError, ConnectionCheckError
-from plantwatch.kafka_check import check_kafka_login, check_kafka_reachable
+from plantwatch.kafka_check import check_kafka_login, wait_for_kafka
 from plantwatch.settings import Settings, env_name
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def kafka_errors(settings: Settings) -> Iterator[None]:
 
     servers = settings.kafka_bootstrap_servers
     if settings not in _LOGIN_CHECKED:
-        check_kafka_reachable(settings)
+        wait_for_kafka(settings)
         check_kafka_login(settings)
         _LOGIN_CHECKED.add(settings)
     try:

@@ -5,14 +5,20 @@ the broker's "authentication failed" answer when the broker closes the connectio
 after it. So a client reports "Unable to bootstrap" after 30 s for a wrong password.
 This check speaks just enough of the Kafka protocol (SaslHandshake v1, SaslAuthenticate
 v1) to tell a refused login or an untrusted certificate apart from a broker that is down,
-in well under a second, and names the setting to fix.
+in well under a second, and names the setting to fix. Before it, one TCP connection per
+bootstrap server tells a broker that is down from a wrong host name
+(:func:`check_kafka_reachable`), retried for PLANTWATCH_KAFKA_START_WAIT_S when that is set
+(:func:`wait_for_kafka`).
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 import struct
+import time
+from collections.abc import Callable
 from typing import Any
 
 from plantwatch.errors import AuthenticationError, ConnectionCheckError
@@ -20,6 +26,7 @@ from plantwatch.settings import Settings, env_name
 
 _SASL_HANDSHAKE, _SASL_AUTHENTICATE, _API_VERSIONS = 17, 36, 18
 _CLIENT_ID = b"plantwatch-check"
+_log = logging.getLogger("plantwatch")
 
 
 def check_kafka_reachable(settings: Settings, timeout_s: float = 3.0) -> None:
@@ -53,6 +60,48 @@ def check_kafka_reachable(settings: Settings, timeout_s: float = 3.0) -> None:
         f"{env_name('kafka_bootstrap_servers')}; is the broker running? "
         "`plantwatch services up` starts a local one)"
     )
+
+
+def wait_for_kafka(
+    settings: Settings,
+    log: Callable[[str], object] = _log.warning,
+    sleep: Callable[[float], object] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    every_s: float = 10.0,
+) -> None:
+    """:func:`check_kafka_reachable`, retried for up to ``settings.kafka_start_wait_s``.
+
+    A stage started together with its broker (a boot, a container restart) would
+    otherwise exit before the broker listens. Retries back off from 0.5 s to 5 s; ``log``
+    gets the cause at the first failure and then at most every ``every_s``.
+
+    Raises:
+        ConnectionCheckError: no bootstrap server accepted a connection within the wait
+            (the last causes, and how long it waited).
+    """
+    wait_s, setting = settings.kafka_start_wait_s, env_name("kafka_start_wait_s")
+    deadline = clock() + wait_s
+    delay, said, tries = 0.5, None, 0
+    while True:
+        try:
+            check_kafka_reachable(settings)
+        except ConnectionCheckError as exc:
+            tries += 1
+            left = deadline - clock()
+            if left <= 0:
+                if wait_s <= 0:
+                    raise
+                raise ConnectionCheckError(f"{exc} (waited {wait_s:g} s, {setting})") from exc
+            if said is None or clock() - said >= every_s:
+                log(f"waiting for Kafka, {left:.0f} s left ({setting}): {exc}")
+                said = clock()
+            sleep(min(delay, left))
+            delay = min(delay * 2, 5.0)
+        else:
+            if tries:
+                failed = "1 failed try" if tries == 1 else f"{tries} failed tries"
+                log(f"Kafka answers at {settings.kafka_bootstrap_servers} after {failed}")
+            return
 
 
 def check_kafka_login(settings: Settings, timeout_s: float = 5.0) -> None:

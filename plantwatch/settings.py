@@ -135,6 +135,12 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = Field(
         None, description="CA certificate (PEM) that signed the brokers' certificates."
     )
+    kafka_start_wait_s: float = Field(
+        0.0,
+        description="Seconds a command waits at start for a broker it cannot reach (refused, "
+        "no answer, host name not found) before it gives up; 0 fails at once. For stages "
+        "started together with their broker (systemd, containers).",
+    )
     # --- Topics ------------------------------------------------------------------
     topic_telemetry: str = Field("telemetry", description="Topic of raw sensor telemetry.")
     topic_telemetry_dlq: str = Field(
@@ -240,7 +246,7 @@ class Settings(BaseSettings):
             raise ValueError("a number between 1 and 65536")
         return value
 
-    @field_validator("scorer_model_poll_s", "scorer_attribution_fraction")
+    @field_validator("scorer_model_poll_s", "scorer_attribution_fraction", "kafka_start_wait_s")
     @classmethod
     def _check_scorer_float(cls, value: float) -> float:
         if not (value >= 0 and value < float("inf")):

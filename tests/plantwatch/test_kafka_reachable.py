@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from click.testing import CliRunner
 
 from plantwatch.cli import cli
 from plantwatch.errors import ConnectionCheckError
-from plantwatch.kafka_check import check_kafka_reachable
+from plantwatch.kafka_check import check_kafka_reachable, wait_for_kafka
 from plantwatch.settings import Settings, load_settings
 
 
@@ -54,4 +54,77 @@ def test_a_command_names_the_refused_broker_instead_of_timing_out(closed_port: i
     result = CliRunner().invoke(cli, ["--kafka-bootstrap-servers", servers, "dead-letters"])
     assert result.exit_code == 2, result.output
     assert f"cannot reach Kafka: {servers} refused the connection" in result.output
+    assert "Traceback" not in result.output
+
+
+class _Clock:
+    """A fake monotonic clock that ``sleep`` advances; ``on_sleep`` runs at each sleep."""
+
+    def __init__(self, on_sleep: Callable[[int], object] = lambda n: None) -> None:
+        self.now, self.sleeps, self.on_sleep = 100.0, [], on_sleep
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        self.on_sleep(len(self.sleeps))
+
+
+def _waiting(servers: str, wait_s: float) -> Settings:
+    return load_settings(
+        {"kafka_bootstrap_servers": servers, "kafka_start_wait_s": wait_s}, read_env=False
+    )
+
+
+def test_without_a_wait_the_check_fails_at_once(closed_port: int) -> None:
+    clock, lines = _Clock(), []
+    with pytest.raises(ConnectionCheckError) as caught:
+        wait_for_kafka(_waiting(f"127.0.0.1:{closed_port}", 0), lines.append, clock.sleep,
+                       lambda: clock.now)  # fmt: skip
+    assert clock.sleeps == []
+    assert lines == []
+    assert "waited" not in str(caught.value)
+
+
+def test_the_wait_backs_off_and_gives_up_naming_the_cause_and_the_setting(
+    closed_port: int,
+) -> None:
+    clock, lines = _Clock(), []
+    with pytest.raises(ConnectionCheckError) as caught:
+        wait_for_kafka(_waiting(f"127.0.0.1:{closed_port}", 30), lines.append, clock.sleep,
+                       lambda: clock.now)  # fmt: skip
+    assert clock.sleeps == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0, 2.5]  # 30 s in all
+    message = str(caught.value)
+    assert f"127.0.0.1:{closed_port} refused the connection" in message
+    assert message.endswith("(waited 30 s, PLANTWATCH_KAFKA_START_WAIT_S)")
+    # The cause at the first failure, then at most every 10 s (at 0, 12.5 and 22.5 s).
+    assert len(lines) == 3
+    assert lines[0].startswith("waiting for Kafka, 30 s left (PLANTWATCH_KAFKA_START_WAIT_S): ")
+
+
+def test_the_wait_ends_when_the_broker_listens(closed_port: int) -> None:
+    server = socket.socket()
+
+    def listen(n: int) -> None:  # the "broker" starts listening during the third pause
+        if n == 3:
+            server.bind(("127.0.0.1", closed_port))
+            server.listen()
+
+    clock, lines = _Clock(listen), []
+    try:
+        wait_for_kafka(_waiting(f"127.0.0.1:{closed_port}", 60), lines.append, clock.sleep,
+                       lambda: clock.now)  # fmt: skip
+    finally:
+        server.close()
+    assert clock.sleeps == [0.5, 1.0, 2.0]
+    assert lines[-1] == f"Kafka answers at 127.0.0.1:{closed_port} after 3 failed tries"
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "soon"])
+def test_a_bad_wait_is_refused_naming_the_setting(value: str, closed_port: int) -> None:
+    result = CliRunner().invoke(
+        cli, ["--kafka-start-wait-s", value, "dead-letters"], catch_exceptions=False
+    )
+    assert result.exit_code == 2, result.output
+    assert "kafka-start-wait-s" in result.output or "KAFKA_START_WAIT_S" in result.output
+    assert value in result.output
     assert "Traceback" not in result.output
