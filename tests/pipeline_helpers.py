@@ -25,6 +25,16 @@ import pytest
 
 from plantwatch.settings import Settings, load_settings
 
+BROKER_OUTAGE_MARKS = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+    # kafka-python leaves the sockets of refused connects (the broker is down for a while)
+    # to the garbage collector; they are collected at the end of the test (gc.collect()).
+    pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
+]
+"""Marks of a test that stops the shared test broker for a while."""
+
 SIM = ["--interval-ms", "60000", "--mean-life-steps", "300", "--repair-steps", "30"]
 TOPICS = {
     "telemetry": "TELEMETRY",

@@ -23,20 +23,17 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from plantwatch.settings import Settings
 from tests.alerting.helpers import base_ms, model_version, produce
-from tests.pipeline_helpers import records_behind, run_overrides, settings_of, wait_until
+from tests.pipeline_helpers import (
+    BROKER_OUTAGE_MARKS,
+    records_behind,
+    run_overrides,
+    settings_of,
+    wait_until,
+)
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.timeout(300),
-    # kafka-python leaves the sockets of refused connects (the broker is down for a while)
-    # to the garbage collector; they are collected at the end of the test (gc.collect()).
-    pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
-]
+pytestmark = BROKER_OUTAGE_MARKS
 
 IDLE_EXIT_S = 6.0
 KAFKA_DOWN_S = 20.0

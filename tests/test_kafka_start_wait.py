@@ -17,17 +17,16 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from plantwatch.settings import Settings
-from tests.pipeline_helpers import records_behind, run_overrides, settings_of, wait_until
+from tests.pipeline_helpers import (
+    BROKER_OUTAGE_MARKS,
+    records_behind,
+    run_overrides,
+    settings_of,
+    wait_until,
+)
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.timeout(300),
-    pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
-]
+pytestmark = BROKER_OUTAGE_MARKS
 
 RECORDS = 8
 
