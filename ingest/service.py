@@ -349,14 +349,26 @@ class IngestService:
 
     def _produce_and_commit(self, batch: _Batch) -> bool:
         """Publish the batch's outputs and commit its offsets; False: refused, rebuilding."""
-        from kafka.errors import KafkaError, ProducerFencedError
+        from kafka.errors import CommitFailedError, KafkaError, ProducerFencedError
 
         commit = self._commit_offsets(batch.offsets)
         if not self.config.transactional:
             self._send(batch)
             self._producer.flush()
             self._raise_send_errors()
-            self._consumer.commit(commit)
+            try:
+                self._consumer.commit(commit)
+            except CommitFailedError as exc:
+                # The group rebalanced (or dropped this member while the broker was away)
+                # before Kafka took the commit. The outputs are durable; the records come
+                # again from the last commit (at least once, as without transactions).
+                log.warning(
+                    "ingest: Kafka refused the offset commit (%s: the group moved on); "
+                    "rebuilding from the committed offsets",
+                    type(exc).__name__,
+                )
+                self.rebuild_all()
+                return False
             return True
         try:
             self._producer.begin_transaction()

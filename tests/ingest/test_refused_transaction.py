@@ -1,4 +1,5 @@
-"""A batch whose Kafka transaction is refused is rebuilt in-process (pure logic, fake Kafka).
+"""A batch whose Kafka transaction (or, without transactions, whose offset commit) is refused
+is rebuilt in-process (pure logic, fake Kafka).
 
 The real-broker side (a broker stopped mid-commit) is part of ``tests/test_faults.py``; here a
 fake consumer and transactional producer make the refusal deterministic, and the check is
@@ -74,6 +75,15 @@ class _Sink:
         pass
 
 
+def _drive(service: IngestService, consumer: FakeConsumer) -> None:
+    service.subscribe()
+    for _ in range(8):  # assignment rewind, refused batch, rebuild rewind, replay, ...
+        polled = consumer.poll(timeout_ms=0, max_records=3)
+        service._rewind(polled)
+        if polled:
+            service.process(polled)
+
+
 def test_a_refused_transaction_rebuilds_instead_of_exiting() -> None:
     values = [
         encode(Telemetry("m", NOW_MS - 60_000 + i * 1000, {"temp": float(i)})) for i in range(4)
@@ -89,12 +99,7 @@ def test_a_refused_transaction_rebuilds_instead_of_exiting() -> None:
         IngestConfig(transactional=True),
         clock=lambda: NOW_MS / 1000,
     )
-    service.subscribe()
-    for _ in range(8):  # assignment rewind, refused batch, rebuild rewind, replay, ...
-        polled = consumer.poll(timeout_ms=0, max_records=3)
-        service._rewind(polled)
-        if polled:
-            service.process(polled)
+    _drive(service, consumer)
 
     assert producer.aborts == 1
     assert consumer.committed_offset == len(consumer.log)  # everything, after the replay
@@ -105,3 +110,49 @@ def test_a_refused_transaction_rebuilds_instead_of_exiting() -> None:
     expected = {NOW_MS - 60_000 + i * 1000 for i in range(4)} | {NOW_MS - 10_000}
     assert {r.ts_ms for r in sink.written} == expected  # every valid sample reached the sink
     assert len(sink.written) == 5 + 2  # the refused batch's 2 again (sinks are idempotent)
+
+
+class _RefusingConsumer(FakeConsumer):
+    """Refuses its first offset commit, as after a rebalance the member missed."""
+
+    refused = 0
+
+    def commit(self, offsets: Any) -> None:
+        if not self.refused:
+            self.refused += 1
+            raise CommitFailedError("the group rebalanced")
+        super().commit(offsets)
+
+
+class _PlainProducer:
+    """Without transactions: a send is published at once."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes | None]] = []
+
+    def send(self, topic: str, key: Any = None, value: Any = None, **_: Any) -> FakeFuture:
+        self.published.append((topic, value))
+        return FakeFuture()
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_refused_offset_commit_without_transactions_rebuilds_instead_of_exiting() -> None:
+    values = [
+        encode(Telemetry("m", NOW_MS - 60_000 + i * 1000, {"temp": float(i)})) for i in range(4)
+    ]
+    values.insert(2, b"not json")
+    consumer = _RefusingConsumer(TP, values, chunk=3, timestamp=NOW_MS)
+    producer = _PlainProducer()
+    sink = _Sink()
+    service = IngestService(consumer, producer, [sink], IngestConfig(), clock=lambda: NOW_MS / 1000)
+    _drive(service, consumer)
+
+    assert consumer.refused == 1
+    assert consumer.committed_offset == len(consumer.log)  # everything, after the replay
+    dead = [v for topic, v in producer.published if topic == "telemetry.dlq"]
+    assert dead == [b"not json", b"not json"]  # at least once: published again on replay
+    assert service.metrics.duplicates == 0  # the replayed records are not taken for repeats
+    assert service.metrics.consumed == len(consumer.log)  # the refused batch is not counted
+    assert {r.ts_ms for r in sink.written} == {NOW_MS - 60_000 + i * 1000 for i in range(4)}
