@@ -42,11 +42,14 @@ def prepare(
     min_steps: int = 1,
     age_feature: bool = False,
     aux_horizons: tuple[int, ...] = (),
+    split: tuple[list[str], list[str]] | None = None,
 ) -> Prepared:
     """Split machines (seeded), fit the spec on training machines, build labelled windows.
 
     With ``age_feature`` each step also carries its age (steps since its segment started)
     divided by the mean segment length of the training machines (stored with the model).
+    ``split`` gives the (training, validation) machine ids instead of the seeded split,
+    e.g. to refit on every machine of an earlier split.
     """
     if horizon_steps < 1:
         raise DataError(f"horizon must be >= 1 step. Received: horizon={horizon_steps}")
@@ -59,7 +62,17 @@ def prepare(
     machines = parts.machines()
     if not failed & set(machines):
         raise DataError("no machine in the telemetry has a failure event: nothing to learn from")
-    train_ids, val_ids = split_machines(machines, validation_fraction, seed)
+    if split is None:
+        train_ids, val_ids = split_machines(machines, validation_fraction, seed)
+    else:
+        train_ids, val_ids = split
+        unknown = sorted((set(train_ids) | set(val_ids)) - set(machines))
+        if unknown or set(train_ids) & set(val_ids) or not train_ids or not val_ids:
+            raise DataError(
+                "split must be two non-empty, disjoint lists of machines in the telemetry. "
+                f"Received: {len(train_ids)} and {len(val_ids)} machines"
+                + (f", unknown {unknown[:5]}" if unknown else "")
+            )
     train_steps, val_steps = parts.split(train_ids, val_ids)  # memory: the steps once
     spec = fit(train_steps, window, sequence_length)
     age_scale = None

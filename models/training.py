@@ -290,10 +290,23 @@ def _make_callback(model: Model, val: Windows, patience: int, result: TrainResul
     return _PrAucStopping()
 
 
+def _make_history(result: TrainResult) -> Any:
+    """Records each epoch's training loss; the last epoch is the result's best."""
+    base: Any = backend.keras().callbacks.Callback
+
+    class _History(base):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            loss = float((logs or {}).get("loss", np.nan))
+            result.history.append({"epoch": float(epoch + 1), "loss": loss})
+            result.best_epoch = epoch + 1
+
+    return _History()
+
+
 def train(
     model: Model,
     train_windows: Windows,
-    val_windows: Windows,
+    val_windows: Windows | None,
     config: TrainConfig,
     learning_rate: float | None = None,
     device: tuple[str, str] | None = None,
@@ -305,6 +318,8 @@ def train(
         train_windows: labelled training windows.
         val_windows: labelled validation windows of other machines. With one class only
             (e.g. fine-tuning on a single confirmed failure) the validation loss decides.
+            None: no early stopping; all ``config.epochs`` are trained and the last
+            weights kept (a refit for an epoch count chosen on validation earlier).
         config: hyper-parameters.
         learning_rate: overrides ``config.learning_rate`` (fine-tuning uses a lower one).
         device: ``(device, precision)`` from :func:`setup_device` when already called
@@ -316,7 +331,7 @@ def train(
     """
     if len(train_windows) == 0:
         raise DataError("no labelled training windows")
-    if len(val_windows) == 0:
+    if val_windows is not None and len(val_windows) == 0:
         raise DataError("no labelled validation windows")
     dev, precision = device or setup_device(config.seed)
     result = TrainResult(device=dev, precision=precision)
@@ -329,12 +344,11 @@ def train(
         train_windows, weights, config.batch_size, config.seed, isinstance(model.output, dict)
     )
     start = time.perf_counter()
-    model.fit(
-        batches,
-        epochs=config.epochs,
-        callbacks=[_make_callback(model, val_windows, config.patience, result)],
-        verbose=config.verbose,
-    )
+    if val_windows is None:
+        callback: Any = _make_history(result)
+    else:
+        callback = _make_callback(model, val_windows, config.patience, result)
+    model.fit(batches, epochs=config.epochs, callbacks=[callback], verbose=config.verbose)
     result.seconds = time.perf_counter() - start
     log.info(
         "trained %d epochs in %.1fs, best epoch %d",

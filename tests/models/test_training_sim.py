@@ -107,3 +107,42 @@ def test_train_config_checks_arguments() -> None:
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="Received: schedule='linear'"):
         TrainConfig(schedule="linear")
+
+
+def test_a_given_split_is_used_and_a_bad_one_refused(
+    sim_files: tuple[Path, Path], prepared: Prepared
+) -> None:
+    history = load_history_files(*sim_files, WINDOW.sensors)
+    train_ids, val_ids = prepared.train.machines(), prepared.val.machines()
+    # the seeded split of `prepared`, given explicitly, and then the other way round
+    same = prepare(history, WINDOW, 20, 30, min_steps=5, split=(train_ids, val_ids))
+    assert len(same.train) == len(prepared.train)
+    np.testing.assert_array_equal(same.val.y, prepared.val.y)
+    swapped = prepare(history, WINDOW, 20, 30, min_steps=5, split=(val_ids, train_ids))
+    assert set(swapped.train.machines()) == set(val_ids)
+    assert set(swapped.val.machines()) == set(train_ids)
+    for bad, said in [
+        ((train_ids, [*val_ids, train_ids[0]]), "disjoint"),
+        ((train_ids, [*val_ids, "nosuch-7"]), "unknown ['nosuch-7']"),
+        ((train_ids, []), "0 machines"),
+    ]:
+        with pytest.raises(DataError, match="split must be two non-empty, disjoint lists") as e:
+            prepare(history, WINDOW, 20, 30, min_steps=5, split=bad)
+        assert said in str(e.value)
+
+
+def test_without_validation_windows_every_epoch_is_trained_and_the_last_kept(
+    prepared: Prepared,
+) -> None:
+    small = prepared.train.select(np.arange(min(2000, len(prepared.train))))
+    config = TrainConfig(epochs=3, patience=1, seed=3, verbose=0)
+    device = setup_device(3)
+    model = build_model(20, prepared.n_inputs, "gru", units=4, seed=3)
+    result = train(model, small, None, config, device=device)
+    assert [h["epoch"] for h in result.history] == [1.0, 2.0, 3.0]  # patience 1 is moot
+    assert set(result.history[0]) == {"epoch", "loss"}
+    assert result.best_epoch == 3
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0], losses
+    with pytest.raises(DataError, match="no labelled validation windows"):
+        train(model, small, small.select(np.arange(0)), config, device=device)
