@@ -13,7 +13,7 @@ from plantwatch.cli.options import since_option
 from plantwatch.errors import ConnectionCheckError
 
 if TYPE_CHECKING:
-    from plantwatch.deadletters import Digest
+    from plantwatch.deadletters import Counted, Digest
 
 
 def _number(value: float | None) -> str:
@@ -43,6 +43,7 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
     since --since, counted per DLQ topic and reason (committed letters; `plantwatch
     dead-letters` shows each with its detail). Secrets are never printed.
     """
+    from plantwatch import deadletters
     from plantwatch.connections import influx_client, influx_errors, kafka_errors
     from plantwatch.deadletters import count_letters, dlq_topics
     from plantwatch.fleet import fleet_status, group_lags, stage_groups
@@ -58,8 +59,7 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
         )
     kafka_error = None
     dlq_names = dlq_topics(settings)
-    dead: Digest | None = None
-    missing: list[str] = []
+    dead: Counted | None = None
     try:
         lags = group_lags(settings, stage_groups(settings, groups))
     except ConnectionCheckError as exc:
@@ -67,7 +67,8 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
     if kafka_error is None:
         try:
             with kafka_errors(settings):
-                dead, missing = count_letters(settings, dlq_names, int(start.timestamp() * 1000))
+                start_ms = int(start.timestamp() * 1000)
+                dead = count_letters(settings, dlq_names, start_ms, deadletters.COUNT_MOST)
         except ConnectionCheckError as exc:
             kafka_error = str(exc)
     if as_json:
@@ -79,7 +80,7 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
             "tickets_source": source,
             "machines": [vars(m) for m in machines],
             "groups": [g.to_doc() for g in lags],
-            "dead_letters": None if dead is None else _dead_doc(dead, dlq_names, missing),
+            "dead_letters": None if dead is None else _dead_doc(dead, dlq_names),
             "kafka_error": kafka_error,
         }
         click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
@@ -121,7 +122,7 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
         for line in text_table(["stage", "group", "state", "members", "lag", "per topic"], rows):
             click.echo(f"  {line}")
     if dead is not None:
-        _echo_dead(dead, dlq_names, missing, since)
+        _echo_dead(dead, dlq_names, since)
     else:
         click.echo(f"\ndead letters since {since}\n  unknown: Kafka did not answer (see above)")
 
@@ -135,25 +136,36 @@ def _reasons(digest: Digest, topic: str) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def _dead_doc(digest: Digest, names: list[str], missing: list[str]) -> dict[str, Any]:
+def _dead_doc(dead: Counted, names: list[str]) -> dict[str, Any]:
+    there = [n for n in names if n not in dead.missing]
     return {
-        "topics": {n: digest.per_topic.get(n, 0) for n in names if n not in missing},
-        "reasons": {n: _reasons(digest, n) for n in names if n not in missing},
-        "missing_topics": missing,
+        "topics": {n: dead.count(n) for n in there},
+        "reasons": {n: _reasons(dead.digest, n) for n in there},
+        "missing_topics": dead.missing,
+        "estimated": dead.sampled,
+        "reasons_of_newest": dead.digest.total if dead.sampled else None,
     }
 
 
-def _echo_dead(digest: Digest, names: list[str], missing: list[str], since: str) -> None:
+def _echo_dead(dead: Counted, names: list[str], since: str) -> None:
     from plantwatch.historyview import text_table
 
     click.echo(f"\ndead letters since {since} (`plantwatch dead-letters` shows them)")
     rows = []
     for name in names:
-        if name in missing:
+        if name in dead.missing:
             rows.append([name, "-", "topic does not exist yet"])
             continue
-        reasons = _reasons(digest, name)
+        reasons = _reasons(dead.digest, name)
         text = ", ".join(f"{reason or '?'} {n:,}" for reason, n in reasons.items())
-        rows.append([name, f"{digest.per_topic.get(name, 0):,}", text or "-"])
+        n = dead.count(name)
+        count = f"{'about ' if dead.sampled and n else ''}{n:,}"
+        rows.append([name, count, text or "-"])
     for line in text_table(["topic", "letters", "reasons"], rows):
         click.echo(f"  {line}")
+    if dead.sampled:
+        click.echo(
+            f"  (more than {dead.most:,} offsets: counts from offsets, which also count "
+            f"transaction markers and aborted records; reasons of the newest "
+            f"{dead.digest.total:,} letters)"
+        )

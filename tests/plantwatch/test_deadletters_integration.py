@@ -110,3 +110,33 @@ def test_status_counts_the_dead_letters_per_topic_and_reason(
     row = next(line.split() for line in lines if line.strip().startswith(topic))
     assert row[:4] == [topic, "5", "not_json", "3,"]
     assert any(f"nosuch-{unique}" in line and "does not exist" in line for line in lines)
+
+
+def test_status_estimates_a_big_dead_letter_topic_from_offsets(
+    live_services: Settings,
+    make_topic: Callable[[str], str],
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from plantwatch import deadletters
+
+    topic = make_topic(f"dlq-big-{unique}")
+    _produce(live_services, topic, unique)
+    monkeypatch.setenv("PLANTWATCH_TOPIC_TELEMETRY_DLQ", topic)
+    monkeypatch.setattr(deadletters, "COUNT_MOST", 4)
+
+    result = CliRunner().invoke(cli, ["status", "--since", "1h", "--json"])
+    assert result.exit_code == 0, result.output
+    dead = json.loads(result.stdout)["dead_letters"]
+    # 3 letters, the aborted one and its abort marker: 5 offsets, more than 4, so only the
+    # newest 4 offsets are read (2 letters) and the count is the offset span
+    assert dead["estimated"] is True
+    assert dead["topics"][topic] == 5
+    assert dead["reasons_of_newest"] == 2
+    assert dead["reasons"][topic] == {"not_a_feature_record": 1, "too_late": 1}
+
+    result = CliRunner().invoke(cli, ["status", "--since", "1h"])
+    assert result.exit_code == 0, result.output
+    row = next(line.split() for line in result.output.splitlines() if topic in line)
+    assert row[:3] == [topic, "about", "5"]
+    assert "reasons of the newest 2 letters" in result.output
