@@ -84,16 +84,23 @@ def test_dead_letters_reads_the_committed_letters_since_a_time(
     assert "not_a_feature_record, not_json, too_late" in result.output
 
 
-def test_status_counts_the_dead_letters_per_topic_and_reason(
+@pytest.fixture
+def status_dlq(
     live_services: Settings,
     make_topic: Callable[[str], str],
     unique: str,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> str:
+    """The letters of :func:`_produce` in the ingest DLQ topic that `status` reads."""
     topic = make_topic(f"dlq-st-{unique}")
     _produce(live_services, topic, unique)
     monkeypatch.setenv("PLANTWATCH_TOPIC_TELEMETRY_DLQ", topic)
     monkeypatch.setenv("PLANTWATCH_TOPIC_FEATURES_DLQ", f"nosuch-{unique}")
+    return topic
+
+
+def test_status_counts_the_dead_letters_per_topic_and_reason(status_dlq: str, unique: str) -> None:
+    topic = status_dlq
 
     result = CliRunner().invoke(cli, ["status", "--since", "1h", "--json"])
     assert result.exit_code == 0, result.output
@@ -113,16 +120,11 @@ def test_status_counts_the_dead_letters_per_topic_and_reason(
 
 
 def test_status_estimates_a_big_dead_letter_topic_from_offsets(
-    live_services: Settings,
-    make_topic: Callable[[str], str],
-    unique: str,
-    monkeypatch: pytest.MonkeyPatch,
+    status_dlq: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from plantwatch import deadletters
 
-    topic = make_topic(f"dlq-big-{unique}")
-    _produce(live_services, topic, unique)
-    monkeypatch.setenv("PLANTWATCH_TOPIC_TELEMETRY_DLQ", topic)
+    topic = status_dlq
     monkeypatch.setattr(deadletters, "COUNT_MOST", 4)
 
     result = CliRunner().invoke(cli, ["status", "--since", "1h", "--json"])
