@@ -610,6 +610,8 @@ def _describe(error: ErrorDetails) -> str:
     if error.get("type") == "literal_error":
         allowed = (error.get("ctx") or {}).get("expected", "")
         return f"one of {allowed}"
+    if message.startswith("Input should be "):  # "expected a valid number, unable to ..."
+        return message[len("Input should be ") :]
     return message[0].lower() + message[1:] if message else "a valid value"
 
 

@@ -55,6 +55,8 @@ def settings_options(func: F) -> F:
             option_name(name),
             name,
             type=_click_type(field),
+            # floats stay strings for click, so that a bad value gets the settings' message
+            metavar="FLOAT" if field.annotation is float else None,
             default=None,
             help=help_text,
             show_default=False,
