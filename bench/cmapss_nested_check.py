@@ -50,9 +50,9 @@ from models.ensemble import MEMBER_SEED_STEP, Folds, prepare_folds, train_ensemb
 from models.evaluation import binary_metrics, choose_threshold, fit_calibration, sigmoid
 from models.labels import split_machines
 from models.network import aux_horizons, build_model
-from models.pipeline import Prepared, prepare
+from models.pipeline import Prepared, labelled_windows, prepare
 from models.training import TrainConfig, predict_logits, setup_device, train
-from models.windows import Windows, make_windows, step_features
+from models.windows import Windows
 from plantwatch.presets import PRESETS
 
 H, L, MIN_STEPS, VAL_FRACTION = 30, 100, 10, 0.2
@@ -60,9 +60,8 @@ H, L, MIN_STEPS, VAL_FRACTION = 30, 100, 10, 0.2
 
 def windows_of(history: Any, engines: list[str], prep: Prepared | Folds) -> Windows:
     """The labelled windows of ``engines`` under ``prep``'s spec and age scale."""
-    telemetry = history.telemetry[history.telemetry["equipment_id"].astype(str).isin(engines)]
-    steps = step_features(telemetry, prep.spec.window)
-    return make_windows(steps, prep.spec, history.events, H, MIN_STEPS, age_scale=prep.age_scale)
+    sub = history_of(history, engines)
+    return labelled_windows(sub, prep.spec, H, MIN_STEPS, prep.age_scale)[0]
 
 
 def history_of(history: Any, engines: list[str]) -> Any:
