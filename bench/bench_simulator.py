@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--batch-messages", type=int, default=None, help="batch messages per run [messages / 10]"
     )
-    parser.add_argument("--compression", default="auto", choices=["auto", "none", "gzip"])
+    parser.add_argument(
+        "--compression", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"]
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -104,8 +106,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     crc = importlib.util.find_spec("crc32c") is not None
     compression = args.compression
-    if compression == "auto":
-        compression = "none" if crc else "gzip"
     setup = (
         f"kafka-python {kafka.__version__}, crc32c C extension: {'yes' if crc else 'no'}, "
         f"compression {compression}, {args.machines} machines, acks=all, {os.cpu_count()} CPUs"

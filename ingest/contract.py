@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,13 +31,22 @@ import orjson
 
 SCHEMA_VERSION = 1
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
-_SENSOR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-_TEXT_RE = re.compile(r"^[^\x00-\x1f\x7f]*$")
+# Matched with fullmatch: `$` would also match before a final newline, which InfluxDB's
+# line protocol then refuses.
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
+_SENSOR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# Text that every sink can carry and give back as it was: no control characters (C0, DEL,
+# C1, the line and paragraph separators), no surrogates, and no backslash (InfluxDB keeps
+# a tag value's backslashes as written and reads one before a separator as an escape).
+_TEXT_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\\]*")
+#: Event times are bounded before any arithmetic: epoch 0 to 2262-04-11, the end of
+#: InfluxDB's nanosecond time range.
+MAX_TS_MS = 9_223_372_036_854
 _ALLOWED_TOP = frozenset(
     {"v", "equipment_id", "ts", "readings", "samples", "site", "asset_type", "seq"}
 )
 _ALLOWED_SAMPLE = frozenset({"ts", "readings", "seq"})
+_FLOAT_MAX = int(sys.float_info.max)
 
 #: Every reason code a Rejection can carry (the DLQ and the metrics use these).
 REASONS = (
@@ -132,7 +142,13 @@ def parse_ts(value: Any, field: str) -> int | Rejection:
     'invalid_ts'
     """
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        if 0 <= value <= MAX_TS_MS:
+            return value
+        return Rejection(
+            "ts_out_of_range",
+            f"field {field!r}: value {_short(value)} is outside 1970-01-01..2262-04-11: "
+            "expected epoch milliseconds of a time near now",
+        )
     if isinstance(value, str) and 10 <= len(value) <= 40:
         try:
             parsed = datetime.fromisoformat(value)
@@ -163,7 +179,7 @@ def _check_readings(value: Any, field: str, limits: Limits) -> dict[str, float] 
         )
     out: dict[str, float] = {}
     for name, reading in value.items():
-        if len(name) > 64 or not _SENSOR_RE.match(name):
+        if len(name) > 64 or not _SENSOR_RE.fullmatch(name):
             return Rejection(
                 "invalid_readings",
                 f"field {field!r}: sensor name {_short(name)} is not valid: expected 1-64 "
@@ -178,6 +194,12 @@ def _check_readings(value: Any, field: str, limits: Limits) -> dict[str, float] 
                 )
             out[name] = reading
         elif type(reading) is int:
+            if not -_FLOAT_MAX <= reading <= _FLOAT_MAX:  # float() would overflow
+                return Rejection(
+                    "invalid_reading",
+                    f"field '{field}.{name}': value {_short(reading)} is out of range: "
+                    "expected a finite number (at most about 1.8e308 in magnitude)",
+                )
             out[name] = float(reading)
         else:
             return Rejection(
@@ -192,12 +214,12 @@ def _check_text(doc: Mapping[str, Any], key: str) -> str | Rejection | None:
     value = doc.get(key)
     if value is None:
         return None
-    if isinstance(value, str) and 0 < len(value) <= 128 and _TEXT_RE.match(value):
+    if isinstance(value, str) and 0 < len(value) <= 128 and _TEXT_RE.fullmatch(value):
         return value
     return Rejection(
         "invalid_field",
         f"field {key!r}: value {_short(value)} ({_kind(value)}) is not valid: expected a string "
-        "of 1-128 characters without control characters",
+        "of 1-128 characters without control characters, surrogates or backslashes",
     )
 
 
@@ -231,7 +253,7 @@ def _check_equipment_id(doc: Mapping[str, Any], limits: Limits) -> str | Rejecti
             f"field 'equipment_id' is {len(value)} characters long: expected at most "
             f"{limits.max_equipment_id}",
         )
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         return Rejection(
             "invalid_equipment_id",
             f"field 'equipment_id': value {_short(value)} has characters outside A-Z a-z 0-9 "
@@ -280,6 +302,27 @@ def _sample(
     return Telemetry(equipment_id, ts, readings, site, asset_type, seq)
 
 
+def _fallback(raw: bytes, exc: orjson.JSONDecodeError) -> Any:
+    """Off the hot path: what orjson refused, read by the standard library for a reason.
+
+    It also reads NaN/Infinity literals and huge integers, so such a message gets a precise
+    reason instead of "not JSON". The bytes must be UTF-8 (no BOM, no UTF-16): the
+    standard library would guess other encodings from raw bytes.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return Rejection(
+            "not_json",
+            f"message is not UTF-8: byte 0x{raw[bad.start]:02x} at position {bad.start}: "
+            "expected JSON encoded as UTF-8",
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return Rejection("not_json", f"message is not JSON: {exc}")
+
+
 def _describe_offset(delta_ms: int) -> str:
     seconds = abs(delta_ms) // 1000
     when = "in the future" if delta_ms > 0 else "in the past"
@@ -311,12 +354,9 @@ def validate(
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        # Off the hot path: the standard library also reads NaN/Infinity literals and
-        # huge integers, so such a message gets a precise reason instead of "not JSON".
-        try:
-            doc = json.loads(raw)
-        except (ValueError, RecursionError):
-            return [], Rejection("not_json", f"message is not JSON: {exc}")
+        doc = _fallback(raw, exc)
+        if isinstance(doc, Rejection):
+            return [], doc
     if not isinstance(doc, dict):
         return [], Rejection("not_object", f"message is JSON {_kind(doc)}: expected a JSON object")
     version = doc.get("v", SCHEMA_VERSION)

@@ -17,7 +17,16 @@ header                      value (UTF-8)
 ``plantwatch.stage``        the stage that refused it (``ingest``)
 ``plantwatch.redriven.from`` only on a letter of a record that a redrive re-published:
                             the earlier letter, ``dlq-topic[partition]@offset``
+``plantwatch.original.size`` only on a truncated letter: the source value's size in bytes
+``plantwatch.original.sha256`` only on a truncated letter: the source value's SHA-256 (hex)
+``plantwatch.original.key_size`` only when the key was truncated: its size in bytes
 =========================== =====================================================
+
+A letter must fit the broker's record limit (``message.max.bytes``, 1 MiB by default),
+while a compressed source batch can carry a record several times larger: a value longer
+than :data:`MAX_LETTER_VALUE` bytes (a key longer than :data:`MAX_LETTER_KEY`) is stored
+truncated, with the original size and hash in headers, so the letter is never refused
+and never retried forever.
 
 The source record's own headers follow, unchanged, except ``plantwatch.*`` ones (a
 producer cannot forge a reason); a redrive puts them back on the copy.
@@ -31,6 +40,7 @@ b'41'
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,7 +49,16 @@ DETAIL = "plantwatch.detail"
 REDRIVEN_FROM = "plantwatch.redriven.from"
 """Header on a redriven copy (and on a letter of one): ``dlq-topic[partition]@offset``."""
 PREFIX = "plantwatch."
+ORIGINAL_SIZE = "plantwatch.original.size"
+ORIGINAL_SHA256 = "plantwatch.original.sha256"
+ORIGINAL_KEY_SIZE = "plantwatch.original.key_size"
 _MAX_DETAIL = 2000
+#: Longest value a letter stores (with key and headers it stays below the broker's 1 MiB).
+MAX_LETTER_VALUE = 1_000_000
+#: Longest key a letter stores.
+MAX_LETTER_KEY = 4096
+#: Most bytes of the source record's own headers a letter keeps.
+MAX_SOURCE_HEADERS = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +92,12 @@ def dead_letter(
     ...                      source_headers=own)
     >>> reason_of(letter.headers), letter.headers[-2:]
     (('not_json', 'bad'), [('trace', b't-1'), ('plantwatch.redriven.from', b'd[0]@3')])
+
+    A value too large for the DLQ is cut, with its size and hash in headers:
+
+    >>> big = dead_letter("telemetry", 0, 1, None, None, b"x" * 2_000_000, "too_large", "big")
+    >>> len(big.value), headers_of(big.headers)["original.size"]
+    (1000000, '2000000')
     """
     headers = [
         (REASON, reason.encode()),
@@ -86,9 +111,21 @@ def dead_letter(
         ),
         ("plantwatch.stage", stage.encode()),
     ]
-    headers += [
-        (k, v) for k, v in source_headers or () if not k.startswith(PREFIX) or k == REDRIVEN_FROM
-    ]
+    if value is not None and len(value) > MAX_LETTER_VALUE:
+        headers.append((ORIGINAL_SIZE, str(len(value)).encode()))
+        headers.append((ORIGINAL_SHA256, hashlib.sha256(value).hexdigest().encode()))
+        value = value[:MAX_LETTER_VALUE]
+    if key is not None and len(key) > MAX_LETTER_KEY:
+        headers.append((ORIGINAL_KEY_SIZE, str(len(key)).encode()))
+        key = key[:MAX_LETTER_KEY]
+    room = MAX_SOURCE_HEADERS
+    for k, v in source_headers or ():
+        if k.startswith(PREFIX) and k != REDRIVEN_FROM:
+            continue
+        room -= len(k.encode("utf-8", "replace")) + len(v or b"")
+        if room < 0:
+            break
+        headers.append((k, v))
     return DeadLetter(key, value, headers)
 
 

@@ -3,14 +3,19 @@
 One loop, one batch at a time::
 
     poll -> validate each record -> duplicate/lateness check per machine
-         -> sinks.write(valid) ; DLQ produce(bad)
-         -> sinks.flush() ; producer.flush()        (outputs durable)
+         -> each sink: write(valid) + flush()       (records it refuses: dead letters)
+         -> DLQ produce(bad) ; producer.flush()     (outputs durable)
          -> commit the batch's offsets               (only now)
 
 A crash anywhere before the commit replays the batch (at least once, never skipped). A
-bad record never stops a partition: it becomes a dead letter and the loop goes on. While
-a sink's backend is down, consumption pauses and the flush is retried with backoff; the
-consumer keeps polling (paused) so that it stays in its group.
+bad record never stops a partition: it becomes a dead letter and the loop goes on; so
+does a record that passed validation and that a sink then refuses (InfluxDB's HTTP 400):
+the refused write is bisected until the refused messages are found, their neighbours are
+written, and each refused message becomes a dead letter ``sink_refused`` with the sink's
+words. While a sink's backend is down, consumption pauses and the flush is retried with
+backoff; the consumer keeps polling (paused) so that it stays in its group. A batch that
+Kafka refuses is rebuilt from the committed offsets after a growing pause, and the sinks
+are not handed its records again (a ``--tap`` file gets each line once).
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ from ingest.order import OrderGuard
 from ingest.sinks import Sink, TransientSinkError
 from plantwatch.errors import PlantwatchError
 from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
-from plantwatch.paused import retry_paused
+from plantwatch.influxlines import isolate
+from plantwatch.paused import FIRST_DELAY_S, pause_for, retry_paused
 
 log = logging.getLogger("plantwatch.ingest")
 
@@ -83,13 +89,18 @@ class IngestConfig:
 
 @dataclass
 class _Batch:
-    """Outputs of one polled batch, before they are made durable."""
+    """Outputs of one polled batch, before they are made durable.
 
-    valid: list[Telemetry]
+    ``sunk``: the valid samples for the sinks, grouped by their source message (a refused
+    message is dead-lettered whole); ``valid``: how many valid samples the batch has.
+    """
+
+    sunk: list[tuple[Any, Any, list[Telemetry]]]
     dead: list[DeadLetter]
     features: list[FeatureOutput]
     offsets: dict[Any, int]
     reasons: Counter[str]
+    valid: int = 0
     duplicates: int = 0
     consumed: int = 0
 
@@ -130,6 +141,10 @@ class IngestService:
         self._replay_until: dict[Any, int] = {}
         self._pending_rewind: set[Any] = set()
         self._errors: list[BaseException] = []
+        # Per partition, the offset below which the sinks already have every record: a
+        # batch replayed after Kafka refused it does not hand them the same lines again.
+        self._sunk: dict[Any, int] = {}
+        self._refused_batches = 0
         self._last_log = time.monotonic()
         self._logged_consumed = 0
         if config.transactional:
@@ -233,6 +248,7 @@ class IngestService:
 
     def _partition(self, tp: Any, messages: Sequence[Any], now_ms: int, batch: _Batch) -> None:
         replay_until = self._replay_until.get(tp)
+        sunk_until = self._sunk.get(tp, -1)
         fed: list[Telemetry] = []
         fed_offsets: list[int] = []
         by_offset: dict[int, Any] = {}
@@ -251,6 +267,7 @@ class IngestService:
                 records, rejection = validate(message.value, now_ms, self.config.limits)
                 reason, detail = (rejection.reason, rejection.detail) if rejection else ("", "")
             late: list[Telemetry] = []
+            accepted: list[Telemetry] = []
             for record in records:
                 verdict = self._guard.check(record)
                 if verdict == "ok":
@@ -258,11 +275,15 @@ class IngestService:
                     fed.append(record)
                     fed_offsets.append(message.offset)
                     if not replaying:
-                        batch.valid.append(record)
+                        accepted.append(record)
                 elif verdict == "duplicate":
                     batch.duplicates += 0 if replaying else 1
                 else:
                     late.append(record)
+            if accepted:
+                batch.valid += len(accepted)
+                if message.offset >= sunk_until:
+                    batch.sunk.append((tp, message, accepted))
             if late:
                 reason, detail = "too_late", self._too_late(records, late)
             if reason and not replaying:
@@ -296,19 +317,45 @@ class IngestService:
             self._partition(tp, messages, now_ms, batch)
         if not batch.offsets:  # only records of replays that have not reached their mark
             return {}
-        for sink in self._sinks:
-            sink.write(batch.valid)
-        self._flush_sinks()
+        self._deliver(batch)
         if not self._produce_and_commit(batch):
             return {}
-        self.metrics.add(batch.consumed, len(batch.valid), batch.duplicates, batch.reasons)
+        self._refused_batches = 0
+        self.metrics.add(batch.consumed, batch.valid, batch.duplicates, batch.reasons)
         return batch.offsets
 
-    def _flush_sinks(self) -> None:
-        def flush() -> None:
-            for sink in self._sinks:
-                sink.flush()
+    def _deliver(self, batch: _Batch) -> None:
+        """Hand the valid samples to each sink in turn; what one refuses becomes a dead letter.
 
+        A sink refuses a write whole (InfluxDB's HTTP 400 names one line); the write is
+        bisected by source message (:func:`plantwatch.influxlines.isolate`) so that every
+        other message is delivered, and the later sinks get only what the earlier took.
+        """
+        groups = batch.sunk
+        for sink in self._sinks:
+
+            def attempt(
+                part: Sequence[tuple[Any, Any, list[Telemetry]]], sink: Sink = sink
+            ) -> None:
+                sink.write([record for _tp, _message, records in part for record in records])
+                self._retry_transient(sink.flush)
+
+            refused = isolate(groups, attempt)
+            for (tp, message, records), exc in refused:
+                detail = f"{len(records)} valid sample(s) refused by a sink: {exc.detail}"
+                batch.dead.append(self._dead(tp, message, "sink_refused", detail))
+                batch.reasons["sink_refused"] += 1
+                batch.valid -= len(records)
+                log.warning(
+                    "ingest: partition %d offset %d: %s", tp.partition, message.offset, detail
+                )
+            if refused:
+                gone = {id(group) for group, _exc in refused}
+                groups = [group for group in groups if id(group) not in gone]
+        for tp, offset in batch.offsets.items():
+            self._sunk[tp] = max(self._sunk.get(tp, -1), offset)
+
+    def _retry_transient(self, flush: Callable[[], None]) -> None:
         retry_paused(
             self._consumer,
             flush,
@@ -384,11 +431,16 @@ class IngestService:
             self._errors.clear()
             with contextlib.suppress(KafkaError):
                 self._producer.abort_transaction()
+            self._refused_batches += 1
+            delay = min(FIRST_DELAY_S * 2 ** (self._refused_batches - 1), self.config.backoff_max_s)
             log.warning(
-                "ingest: batch not committed (%s: %s); rebuilding from the committed offsets",
+                "ingest: batch not committed (%s: %s); rebuilding from the committed offsets "
+                "in %.1fs",
                 type(exc).__name__,
                 exc,
+                delay,
             )
+            pause_for(self._consumer, delay)
             self.rebuild_all()
             return False
         self._raise_send_errors()

@@ -15,15 +15,13 @@ from typing import IO, Any, Protocol
 import orjson
 
 from ingest.contract import Telemetry
-from plantwatch.errors import PlantwatchError
+from plantwatch.errors import FatalOutputError, RefusedOutputError, TransientOutputError
+from plantwatch.influxlines import LineWriter
 
-
-class TransientSinkError(PlantwatchError):
-    """The sink's backend is unavailable for now; retry later (nothing was lost)."""
-
-
-class FatalSinkError(PlantwatchError):
-    """The sink cannot work with this configuration (e.g. refused credentials)."""
+# The output errors of every stage (plantwatch.errors), under the names ingest has used.
+TransientSinkError = TransientOutputError
+FatalSinkError = FatalOutputError
+RefusedSinkError = RefusedOutputError
 
 
 class Sink(Protocol):
@@ -33,7 +31,14 @@ class Sink(Protocol):
         """Take a batch of valid samples (may buffer)."""
 
     def flush(self) -> None:
-        """Make everything written durable, or raise."""
+        """Make everything written durable, or raise.
+
+        Raises:
+            TransientSinkError: the backend is away; what was written stays pending.
+            FatalSinkError: the backend refuses the configuration.
+            RefusedSinkError: the backend refused what was written (not kept pending); the
+                service bisects the batch to find the records it refuses.
+        """
 
 
 class JsonlTap:
@@ -94,11 +99,7 @@ class InfluxTelemetrySink:
     """
 
     def __init__(self, client: Any, bucket: str, org: str) -> None:
-        from influxdb_client.client.write_api import SYNCHRONOUS
-
-        self._write_api = client.write_api(write_options=SYNCHRONOUS)
-        self._bucket = bucket
-        self._org = org
+        self._writer = LineWriter(client, bucket, org)
         self._pending: list[str] = []
 
     def write(self, records: Sequence[Telemetry]) -> None:
@@ -106,33 +107,10 @@ class InfluxTelemetrySink:
         self._pending.extend(line_protocol(r) for r in records)
 
     def flush(self) -> None:
-        """Write the buffered lines; keeps them on failure so that a retry resends them."""
-        if not self._pending:
-            return
-        from influxdb_client import WritePrecision
-        from influxdb_client.rest import ApiException
-        from urllib3.exceptions import HTTPError
-
+        """Write the buffered lines; kept for a retry while InfluxDB is away, dropped if refused."""
         try:
-            self._write_api.write(
-                bucket=self._bucket,
-                org=self._org,
-                record=self._pending,
-                write_precision=WritePrecision.MS,
-            )
-        except ApiException as exc:
-            if exc.status in (401, 403):
-                raise FatalSinkError(
-                    f"InfluxDB refused the token (HTTP {exc.status}); check PLANTWATCH_INFLUX_TOKEN"
-                ) from exc
-            if exc.status == 404:
-                raise FatalSinkError(
-                    f"InfluxDB bucket {self._bucket!r} or org {self._org!r} not found; "
-                    "check PLANTWATCH_INFLUX_BUCKET and PLANTWATCH_INFLUX_ORG"
-                ) from exc
-            if exc.status == 400:
-                raise FatalSinkError(f"InfluxDB refused the points: {exc.body}") from exc
-            raise TransientSinkError(f"InfluxDB answered HTTP {exc.status}") from exc
-        except (HTTPError, OSError) as exc:
-            raise TransientSinkError(f"InfluxDB unreachable: {type(exc).__name__}") from exc
+            self._writer.write(self._pending)
+        except RefusedOutputError:
+            self._pending.clear()
+            raise
         self._pending.clear()

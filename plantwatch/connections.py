@@ -37,6 +37,18 @@ def kafka_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return config
 
 
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    """Keyword arguments for a kafka-python producer: :func:`kafka_config` plus compression.
+
+    Batches are compressed as ``PLANTWATCH_KAFKA_COMPRESSION`` says (``none`` writes them
+    plain); ``extra`` wins, e.g. for a tool with a ``--compression`` option of its own.
+    """
+    codec = settings.kafka_compression
+    return kafka_config(
+        settings, **{"compression_type": None if codec == "none" else codec, **extra}
+    )
+
+
 def stage_consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
     """Keyword arguments for a stage's consumer (ingest, scorer, alerting).
 

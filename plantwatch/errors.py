@@ -11,6 +11,10 @@ anything else through as a bug with its traceback::
     ├── OptionError            a command option has a wrong value (names the option)
     ├── ConnectionCheckError   Kafka or InfluxDB cannot be reached or refused us
     │   └── AuthenticationError  credentials were refused (401/403, SASL)
+    ├── OutputError            a stage's output (InfluxDB) did not take a write
+    │   ├── TransientOutputError   unavailable for now: pause and retry, nothing is lost
+    │   ├── FatalOutputError       refuses this configuration (names the setting)
+    │   └── RefusedOutputError     refuses these records themselves: isolate, dead-letter
     └── QueryError             a history or status query found nothing to show
         ├── UnknownEquipmentError  no data at all for a machine (lists known machines)
         └── EmptyRangeError        data exists, but not in the asked time range
@@ -55,6 +59,30 @@ class ConnectionCheckError(PlantwatchError):
 
 class AuthenticationError(ConnectionCheckError):
     """Kafka or InfluxDB refused the configured credentials."""
+
+
+class OutputError(PlantwatchError):
+    """A stage's output did not take a write."""
+
+
+class TransientOutputError(OutputError):
+    """The output is unavailable for now (down, timed out, 5xx, 429); retry later."""
+
+
+class FatalOutputError(OutputError):
+    """The output refuses this configuration (token, bucket, org); names the setting."""
+
+
+class RefusedOutputError(OutputError):
+    """The output refused the records themselves (HTTP 400/413/422): retrying cannot help.
+
+    Attributes:
+        detail: the output's own words, on one line.
+    """
+
+    def __init__(self, message: str, detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class OptionError(PlantwatchError):

@@ -31,6 +31,33 @@ def broker_lag(consumer: Any, timeout_s: float = 5.0) -> int | None:
     return None if state.left is None else sum(state.left.values())
 
 
+def _poll_paused(consumer: Any) -> None:
+    """One poll of a paused consumer: it keeps the group membership and hands back nothing.
+
+    A rebalance inside the poll may assign a partition that is not paused yet and fetch
+    its records in the same call: they are sought back (read after the wait, not skipped),
+    and every assigned partition is paused again.
+    """
+    got = consumer.poll(timeout_ms=POLL_MS)
+    for tp, records in (got or {}).items():
+        if records:
+            consumer.seek(tp, records[0].offset)
+    consumer.pause(*consumer.assignment())
+
+
+def pause_for(consumer: Any, seconds: float) -> None:
+    """Wait ``seconds`` with the input paused, polling (for nothing) to stay in the group."""
+    consumer.pause(*consumer.assignment())
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            _poll_paused(consumer)
+    finally:
+        # What is paused now: a rebalance during the wait may have taken a partition away
+        # (resuming one that is no longer assigned raises).
+        consumer.resume(*consumer.paused())
+
+
 def retry_paused(
     consumer: Any,
     attempt: Callable[[], object],
@@ -46,26 +73,29 @@ def retry_paused(
 
     Waits 0.5 s, then twice as long each time up to ``backoff_max_s``; after each wait
     ``set_lag`` gets :func:`broker_lag`. Log lines start with ``stage``; ``back`` is
-    logged when the input resumes (e.g. "InfluxDB is back").
+    logged when the input resumes (e.g. "InfluxDB is back"). Any other error of
+    ``attempt`` (the output refused the records themselves) propagates, the input resumed.
     """
     delay, paused = FIRST_DELAY_S, False
-    while True:
-        try:
-            attempt()
-            break
-        except transient as exc:
-            on_retry()
-            if not paused:
-                consumer.pause(*consumer.assignment())
-                paused = True
-            log.warning("%s: %s; paused, retrying in %.1fs", stage, exc, delay)
-            deadline = time.monotonic() + delay
-            while time.monotonic() < deadline:
-                consumer.poll(timeout_ms=POLL_MS)  # paused: keeps group membership only
-            lag = broker_lag(consumer)
-            if lag is not None:  # the broker is away too: the gauge keeps its value
-                set_lag(lag)
-            delay = min(delay * 2, backoff_max_s)
-    if paused:
-        consumer.resume(*consumer.paused())
-        log.info("%s: %s; resumed", stage, back)
+    try:
+        while True:
+            try:
+                attempt()
+                break
+            except transient as exc:
+                on_retry()
+                if not paused:
+                    consumer.pause(*consumer.assignment())
+                    paused = True
+                log.warning("%s: %s; paused, retrying in %.1fs", stage, exc, delay)
+                deadline = time.monotonic() + delay
+                while time.monotonic() < deadline:
+                    _poll_paused(consumer)  # keeps group membership only
+                lag = broker_lag(consumer)
+                if lag is not None:  # the broker is away too: the gauge keeps its value
+                    set_lag(lag)
+                delay = min(delay * 2, backoff_max_s)
+    finally:
+        if paused:
+            consumer.resume(*consumer.paused())
+            log.info("%s: %s; resumed", stage, back)

@@ -53,6 +53,20 @@ _HOSTPORT_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 
 
+def _is_control(char: str) -> bool:
+    return char < " " or "\x7f" <= char <= "\x9f"
+
+
+def _no_blanks(value: SecretStr, what: str) -> SecretStr:
+    """``value`` if it has no white space or control characters (a stray newline of a file)."""
+    if any(c.isspace() or _is_control(c) for c in value.get_secret_value()):
+        raise ValueError(
+            f"{what} without white space or control characters (a trailing newline from "
+            "a file or a copy is a common cause)"
+        )
+    return value
+
+
 def _default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "plantwatch"
 
@@ -134,6 +148,11 @@ class Settings(BaseSettings):
     )
     kafka_ssl_cafile: Path | None = Field(
         None, description="CA certificate (PEM) that signed the brokers' certificates."
+    )
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
+        "lz4",
+        description="Compression of the record batches plantwatch's producers write (every "
+        "stage reads all five, whatever a producer chose).",
     )
     kafka_start_wait_s: float = Field(
         0.0,
@@ -476,8 +495,27 @@ class Settings(BaseSettings):
     @field_validator("influx_token")
     @classmethod
     def _check_token(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value().strip()) < 8:
+        secret = value.get_secret_value()
+        if len(secret.strip()) < 8:
             raise ValueError("a token of at least 8 characters")
+        return _no_blanks(value, "a token")
+
+    @field_validator("kafka_sasl_password")
+    @classmethod
+    def _check_password(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else _no_blanks(value, "a password")
+
+    @field_validator("alert_webhook_auth")
+    @classmethod
+    def _check_header_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if secret != secret.strip() or any(_is_control(c) for c in secret):
+            raise ValueError(
+                "an Authorization header value without control characters (a newline, a "
+                "tab) or spaces at either end, such as 'Bearer <token>'"
+            )
         return value
 
     @field_validator("kafka_version")

@@ -6,7 +6,13 @@ import json
 import time
 from collections.abc import Iterator
 
-from plantwatch.connections import influx_client, influx_errors, kafka_config, kafka_errors
+from plantwatch.connections import (
+    influx_client,
+    influx_errors,
+    kafka_config,
+    kafka_errors,
+    producer_config,
+)
 from plantwatch.errors import ConnectionCheckError
 from plantwatch.settings import Settings
 
@@ -26,7 +32,7 @@ def kafka_round_trip(settings: Settings, equipment_id: str, timeout_s: float = 3
     value = json.dumps(record, separators=(",", ":")).encode()
     started = time.monotonic()
     with kafka_errors(settings):
-        producer = KafkaProducer(**kafka_config(settings, acks="all", linger_ms=0))
+        producer = KafkaProducer(**producer_config(settings, acks="all", linger_ms=0))
         try:
             meta = producer.send(topic, key=equipment_id.encode(), value=value).get(
                 timeout=timeout_s

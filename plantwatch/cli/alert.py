@@ -176,8 +176,8 @@ def alert_cmd(
     from alerting.service import AlertConfig, AlertingService
     from plantwatch.connections import (
         influx_client,
-        kafka_config,
         kafka_errors,
+        producer_config,
         stage_consumer_config,
     )
     from plantwatch.topics import ensure_topics, partitions_of
@@ -226,7 +226,7 @@ def alert_cmd(
                 settings, settings.alert_group, max_poll_records=config.max_poll_records
             )
         )
-        producer = KafkaProducer(**kafka_config(settings, acks="all", linger_ms=5))
+        producer = KafkaProducer(**producer_config(settings, acks="all", linger_ms=5))
         dispatcher = Dispatcher(
             store.connect(settings.alert_db),
             senders_of(settings, producer, writer),

@@ -170,7 +170,7 @@ def _redrive(
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.errors import KafkaError
 
-    from plantwatch.connections import kafka_config
+    from plantwatch.connections import kafka_config, producer_config
     from plantwatch.deadletters import Redrive, marks_topic, read_marks, redrive
     from plantwatch.topics import ensure_topics
 
@@ -183,7 +183,7 @@ def _redrive(
             settings, {marks_topic(n): 1 for n in existing}, {"cleanup.policy": "compact"}
         )
         producer = KafkaProducer(
-            **kafka_config(
+            **producer_config(
                 settings, acks="all", transactional_id=f"{settings.ingest_group}-redrive"
             )
         )

@@ -15,7 +15,8 @@ from plantwatch.cli.main import cli, configure_logging, install_stop, settings_f
     "--tap",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also append every valid sample as a JSON line to this file (fsynced before each commit).",
+    help="Also append every valid sample as a JSON line to this file (fsynced before each "
+    "commit; once per sample, and only what InfluxDB took with --influx).",
 )
 @click.option(
     "--influx/--no-influx",
@@ -73,8 +74,8 @@ def ingest_cmd(
     from ingest.sinks import InfluxTelemetrySink, JsonlTap, Sink
     from plantwatch.connections import (
         influx_client,
-        kafka_config,
         kafka_errors,
+        producer_config,
         stage_consumer_config,
     )
 
@@ -106,12 +107,12 @@ def ingest_cmd(
         log_every_s=log_every,
     )
     sinks: list[Sink] = []
-    if tap is not None:
-        sinks.append(JsonlTap(tap))
     client = None
     if settings.ingest_write_influx if influx is None else influx:
         client = influx_client(settings)
         sinks.append(InfluxTelemetrySink(client, settings.influx_bucket, settings.influx_org))
+    if tap is not None:  # last: it gets only what InfluxDB took
+        sinks.append(JsonlTap(tap))
     if settings.metrics_port:
         from prometheus_client import start_http_server
 
@@ -140,7 +141,7 @@ def ingest_cmd(
         # land together or not at all. The id is stable per instance, so a restarted
         # instance fences (and aborts) what its killed predecessor left open.
         producer = KafkaProducer(
-            **kafka_config(
+            **producer_config(
                 settings,
                 acks="all",
                 linger_ms=5,

@@ -24,11 +24,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except PlantwatchError as exc:
-            click.echo(f"plantwatch: error: {exc}", err=True)
-            ctx.exit(2)
-        except FeatureConfigError as exc:
-            click.echo(f"plantwatch: error: {exc}", err=True)
+        except (PlantwatchError, FeatureConfigError) as exc:
+            click.echo(f"plantwatch: error: {_masked(str(exc))}", err=True)
             ctx.exit(2)
 
 
@@ -72,12 +69,33 @@ def settings_from(ctx: click.Context) -> Settings:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    A bug's traceback is printed with every secret setting's value masked: a vendor's
+    error may quote a header or a URL that holds one.
+    """
     try:
         cli.main(prog_name="plantwatch")
     except PlantwatchError as exc:  # raised outside a command (e.g. in a callback)
-        click.echo(f"plantwatch: error: {exc}", err=True)
+        click.echo(f"plantwatch: error: {_masked(str(exc))}", err=True)
         sys.exit(2)
+    except Exception:  # a bug: its traceback, without secrets
+        import traceback
+
+        click.echo(_masked(traceback.format_exc()), err=True, nl=False)
+        sys.exit(1)
+
+
+def _masked(text: str) -> str:
+    """``text`` with the value of every secret setting in the environment replaced by ***."""
+    from plantwatch.settings import SECRET_FIELDS, env_name
+
+    for field in SECRET_FIELDS:
+        value = os.environ.get(env_name(field), "")
+        for form in {value, value.strip(), repr(value.strip())[1:-1]}:
+            if len(form) >= 4:
+                text = text.replace(form, "***")
+    return text
 
 
 def install_stop(

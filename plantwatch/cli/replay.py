@@ -205,10 +205,10 @@ def _publish(
     from kafka import KafkaProducer
 
     from ingest.publisher import Publisher
-    from plantwatch.connections import kafka_config, kafka_errors
+    from plantwatch.connections import kafka_errors, producer_config
 
     with kafka_errors(settings):
-        producer = KafkaProducer(**kafka_config(settings, linger_ms=20, acks="all"))
+        producer = KafkaProducer(**producer_config(settings, linger_ms=20, acks="all"))
         try:
             # Pacing is by event time in _send, not Publisher's uniform rate: the number of
             # engines still running (messages per cycle) falls as engines fail.

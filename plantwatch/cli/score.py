@@ -121,7 +121,11 @@ def score_cmd(
     from models.hotswap import ModelWatcher
     from models.scorer import ScorerConfig, ScorerService
     from models.servable import describe, load_servable
-    from plantwatch.connections import kafka_config, kafka_errors, stage_consumer_config
+    from plantwatch.connections import (
+        kafka_errors,
+        producer_config,
+        stage_consumer_config,
+    )
     from plantwatch.topics import ensure_topics, partitions_of
 
     config = ScorerConfig(
@@ -170,7 +174,7 @@ def score_cmd(
             )
         )
         producer = KafkaProducer(
-            **kafka_config(
+            **producer_config(
                 settings,
                 acks="all",
                 # The commit flushes each batch: lingering only makes fewer, larger requests.

@@ -29,16 +29,11 @@ _FAULTS = ("stuck", "dropout", "spike", "out_of_order", "duplicate", "malformed"
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _compression(choice: str) -> str | None:
-    """The producer's compression_type for ``--compression``.
-
-    kafka-python checksums every record batch (CRC-32C) while holding the GIL, in pure
-    Python unless the optional ``crc32c`` C extension is installed; there gzip pays for
-    itself by shrinking what is checksummed, and with the extension no compression is faster.
-    """
-    if choice == "auto":
-        return None if importlib.util.find_spec("crc32c") is not None else "gzip"
-    return None if choice == "none" else choice
+def _compression(choice: str | None) -> dict[str, str | None]:
+    """The producer's compression_type for ``--compression`` (none given: the setting's)."""
+    if choice is None:
+        return {}
+    return {"compression_type": None if choice == "none" else choice}
 
 
 def _parse_start(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
@@ -108,18 +103,18 @@ def _publish(settings: Settings, config: SimulatorConfig, opts: dict[str, Any]) 
 
     from ingest.publisher import Publisher
     from ingest.simpublish import KeyPartitioned, publish_run
-    from plantwatch.connections import kafka_config, kafka_errors
+    from plantwatch.connections import kafka_errors, producer_config
 
     topic, events_topic = settings.topic_telemetry, settings.topic_events
     with kafka_errors(settings):
         producer = KeyPartitioned(
             KafkaProducer(
-                **kafka_config(
+                **producer_config(
                     settings,
                     acks="all",
                     linger_ms=opts["linger_ms"],
                     batch_size=opts["kafka_batch_bytes"],
-                    compression_type=_compression(opts["compression"]),
+                    **_compression(opts["compression"]),
                     client_id="plantwatch-simulate",
                 )
             )
@@ -271,11 +266,9 @@ def _fraction(name: str, what: str) -> Callable[[_F], _F]:
 )
 @click.option(
     "--compression",
-    type=click.Choice(["auto", "none", "gzip"]),
-    default="auto",
-    show_default=True,
-    help="Compression of produced record batches; auto: none when the crc32c C extension "
-    "is installed, else gzip (the faster of the two on each).",
+    type=click.Choice(["none", "gzip", "snappy", "lz4", "zstd"]),
+    default=None,
+    help="Compression of produced record batches [default: PLANTWATCH_KAFKA_COMPRESSION].",
 )
 @click.option(
     "--linger-ms",

@@ -108,12 +108,12 @@ def _deliver(ctx: click.Context, conn: Any) -> None:
     from alerting.influx import InfluxWriter
     from alerting.outbox import Dispatcher
     from plantwatch.cli.alert import senders_of
-    from plantwatch.connections import influx_client, kafka_config
+    from plantwatch.connections import influx_client, producer_config
 
     settings = settings_from(ctx)
     client = influx_client(settings, timeout_ms=5000)
     try:
-        producer = KafkaProducer(**kafka_config(settings, acks="all", max_block_ms=5000))
+        producer = KafkaProducer(**producer_config(settings, acks="all", max_block_ms=5000))
     except Exception:  # kafka unreachable: leave the rows to the service
         producer = None
     try:

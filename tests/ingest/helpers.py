@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from ingest.contract import Limits, Telemetry
 from ingest.service import IngestConfig, IngestService
@@ -59,3 +61,48 @@ def run_ingest_service(
         consumer.close()
         producer.close()
     return service, sink
+
+
+def read_topic(settings: Settings, topic: str, expect: int, timeout: float = 30) -> list[Any]:
+    """Up to ``expect`` committed records of ``topic`` from its start (waits ``timeout``)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        **kafka_config(
+            settings,
+            auto_offset_reset="earliest",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        ),
+    )
+    records: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expect and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        # anything beyond what was expected would be a doubled letter: look a little longer
+        for batch in consumer.poll(timeout_ms=1000).values():
+            records.extend(batch)
+    finally:
+        consumer.close()
+    return records
+
+
+def influx_rows(settings: Settings, equipment_id: str) -> list[tuple[int, str, float]]:
+    """Every (time ms, sensor, value) of one machine in the measurement ``telemetry``."""
+    from plantwatch.connections import influx_client
+
+    flux = (
+        f'from(bucket: "{settings.influx_bucket}") |> range(start: 0) '
+        f'|> filter(fn: (r) => r._measurement == "telemetry" and r.equipment_id == "{equipment_id}")'
+    )
+    with influx_client(settings) as client:
+        tables = client.query_api().query(flux)
+    return [
+        (int(rec.get_time().timestamp() * 1000), rec.get_field(), rec.get_value())
+        for table in tables
+        for rec in table.records
+    ]

@@ -183,3 +183,72 @@ def test_near_valid_json_never_raises(doc: dict[str, object]) -> None:
 @given(JSONISH)
 def test_any_json_never_raises(doc: object) -> None:
     _check_total(json.dumps(doc, allow_nan=True).encode())
+
+
+# --- issue 26: what passed validation must also pass every sink -------------------------
+@pytest.mark.parametrize(
+    ("raw", "reason", "words"),
+    [
+        # `$` matched before a final newline; InfluxDB then refused the line.
+        (_msg(equipment_id="pump-1\n"), "invalid_equipment_id", "'pump-1\\n'"),
+        (_msg(readings={"temp\n": 1.0}), "invalid_readings", "'temp\\n'"),
+        (_msg(site="plant-a\n"), "invalid_field", "'plant-a\\n'"),
+        (_msg(asset_type="pump\n"), "invalid_field", "asset_type"),
+        # A final backslash escapes line protocol's separator; others are not given back
+        # as they were written.
+        (_msg(site="plant-a\\"), "invalid_field", "backslashes"),
+        (_msg(site="plant\\a"), "invalid_field", "backslashes"),
+        (_msg(site="a\u2028b"), "invalid_field", "control characters"),
+        (_msg(site="a\x85b"), "invalid_field", "control characters"),
+        # Lone surrogates: orjson refuses them, the standard library's fallback read them.
+        (_msg(site="\ud800"), "invalid_field", "surrogates"),
+        (_msg(asset_type="x\udfff"), "invalid_field", "surrogates"),
+    ],
+)
+def test_strings_a_sink_would_refuse_are_refused(raw: bytes, reason: str, words: str) -> None:
+    rejection = _reject(raw)
+    assert rejection.reason == reason
+    assert words in rejection.detail
+
+
+def test_punctuation_and_unicode_in_a_site_are_data() -> None:
+    records, rejection = validate(_msg(site='=a,b c "#ä😀\ufffe'), NOW)
+    assert rejection is None
+    assert records[0].site == '=a,b c "#ä😀\ufffe'
+
+
+@pytest.mark.parametrize("digits", [309, 400, 4000])
+def test_a_huge_integer_reading_is_refused_not_raised(digits: int) -> None:
+    raw = b'{"equipment_id":"p1","ts":%d,"readings":{"t":%s}}' % (NOW, b"9" * digits)
+    rejection = _reject(raw)
+    assert rejection.reason in {"invalid_reading", "not_json"}
+    assert "readings.t" in rejection.detail or "not JSON" in rejection.detail
+
+
+def test_a_large_but_finite_integer_reading_is_a_float() -> None:
+    raw = b'{"equipment_id":"p1","ts":%d,"readings":{"t":%s}}' % (NOW, b"9" * 300)
+    records, rejection = validate(raw, NOW)
+    assert rejection is None
+    assert records[0].readings["t"] == float("9" * 300)
+
+
+@pytest.mark.parametrize("ts", [10**24, 10**400, -1, -(10**30)])
+def test_timestamps_are_bounded_before_any_arithmetic(ts: int) -> None:
+    raw = b'{"equipment_id":"p1","ts":%d,"readings":{"t":NaN}}' % ts  # NaN: the slow path
+    rejection = _reject(raw)
+    assert rejection.reason == "ts_out_of_range"
+    assert "1970-01-01..2262-04-11" in rejection.detail
+    raw = b'{"equipment_id":"p1","ts":%d,"readings":{"t":1}}' % ts
+    assert _reject(raw).reason in {"ts_out_of_range", "invalid_ts"}
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-32", "latin-1"])
+def test_json_that_is_not_utf8_is_refused(codec: str) -> None:
+    raw = '{"equipment_id":"pump-ä","ts":%d,"readings":{"t":1}}'.replace("%d", str(NOW))
+    rejection = _reject(raw.encode(codec))
+    assert rejection.reason == "not_json"
+
+
+def test_a_utf8_bom_is_refused() -> None:
+    rejection = _reject(b"\xef\xbb\xbf" + _msg())
+    assert rejection.reason == "not_json"

@@ -134,3 +134,63 @@ def test_run_stops_the_services_it_started_when_start_up_fails(
     result = CliRunner().invoke(cli, ["run", "--stages", "score"])
     assert result.exit_code != 0
     assert stopped == [True]
+
+
+_SECRET_VARS = (
+    "PLANTWATCH_INFLUX_TOKEN",
+    "PLANTWATCH_KAFKA_SASL_PASSWORD",
+    "PLANTWATCH_ALERT_WEBHOOK_AUTH",
+)
+
+
+@pytest.mark.parametrize(
+    ("var", "bad"),
+    [
+        (var, bad)
+        for var in _SECRET_VARS
+        for bad in ("\n", " ", "\r\n", "\t", "\x01")
+        # a space inside an Authorization value is data ('Bearer <token>')
+        if not (var.endswith("WEBHOOK_AUTH") and bad == " ")
+    ],
+)
+def test_a_secret_with_bad_characters_is_one_line_without_the_secret(var: str, bad: str) -> None:
+    secret = "Sup3r-s3cret-" + var[-5:].lower()
+    env = {**os.environ, var: secret + bad + "tail"}
+    if var.endswith("SASL_PASSWORD"):
+        env.update(
+            PLANTWATCH_KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+            PLANTWATCH_KAFKA_SASL_MECHANISM="PLAIN",
+            PLANTWATCH_KAFKA_SASL_USERNAME="u",
+        )
+    result = _run("status", env=env)
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert "s3cret" not in out
+    assert "Traceback" not in out
+    assert out.strip().count("\n") == 0, out
+    assert var in out
+
+
+def test_a_bug_traceback_masks_the_secrets() -> None:
+    code = (
+        "import os\n"
+        "from plantwatch.cli import cli, main\n"
+        "@cli.command('boom')\n"
+        "def boom():\n"
+        "    raise ValueError('Invalid header value ' + repr(b'Token ' + os.environ['PLANTWATCH_INFLUX_TOKEN'].encode()))\n"
+        "main()\n"
+    )
+    env = {**os.environ, "PLANTWATCH_INFLUX_TOKEN": "t0ken-value-123456"}
+    result = subprocess.run(
+        [sys.executable, "-c", code, "boom"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+    assert "ValueError" in result.stderr
+    assert "t0ken-value" not in result.stderr
+    assert "***" in result.stderr

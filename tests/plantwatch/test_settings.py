@@ -112,3 +112,34 @@ def test_unknown_setting_is_refused() -> None:
 def test_every_field_has_a_description() -> None:
     for name, field in Settings.model_fields.items():
         assert field.description, name
+
+
+# --- issue 26: a secret with white space or control characters is refused, never printed ---
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("influx_token", "tok-en-secret-1234\n"),
+        ("influx_token", "tok-en secret-1234"),
+        ("influx_token", "tok-en-secret\x1b-1234"),
+        ("kafka_sasl_password", "pass-word-secret\n"),
+        ("kafka_sasl_password", "\tpass-word-secret"),
+        ("alert_webhook_auth", "Bearer web-hook-secret\r\n"),
+        ("alert_webhook_auth", "Bearer web\x7fhook-secret"),
+    ],
+)
+def test_secrets_with_blanks_are_refused_without_echo(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    monkeypatch.setenv(env_name(field), value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert info.value.setting == env_name(field)
+    assert "\n" not in message
+    assert "secret" not in message.replace("secret: environment", "")
+    assert "***" in message
+
+
+def test_a_webhook_auth_with_a_space_inside_is_fine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLANTWATCH_ALERT_WEBHOOK_AUTH", "Bearer abc.def")
+    assert load_settings().alert_webhook_auth is not None

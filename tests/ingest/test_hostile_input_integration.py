@@ -1,0 +1,223 @@
+"""Issue 26 on the real broker and InfluxDB: any producer's codec, hostile records, a sink's
+refusal; `plantwatch ingest --influx --tap` never stops, loses or doubles a record.
+
+Telemetry is produced with librdkafka (confluent-kafka: what plant gateways and `kcat` use),
+not with our own client, and read back from InfluxDB and the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.contract import Telemetry, encode
+from ingest.dlq import headers_of
+from plantwatch.settings import Settings
+from tests.conftest import group_lag
+from tests.ingest.helpers import influx_rows, read_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
+NOW_MS = int(time.time() * 1000)
+
+
+def librdkafka_produce(
+    settings: Settings,
+    topic: str,
+    values: Sequence[tuple[bytes, bytes]],
+    codec: str = "none",
+    **config: Any,
+) -> None:
+    """Produce (key, value) pairs with librdkafka, compressed with ``codec``."""
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "compression.type": codec,
+            "linger.ms": 20,
+            "acks": "all",
+            **config,
+        }
+    )
+    failed: list[str] = []
+
+    def report(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    for key, value in values:
+        producer.produce(topic, key=key, value=value, on_delivery=report)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    assert not failed, failed
+
+
+def run_ingest(
+    settings: Settings, topic: str, group: str, tap: Path, *extra: str, idle: float = 4
+) -> subprocess.CompletedProcess[str]:
+    env = dict(
+        os.environ,
+        PLANTWATCH_TOPIC_TELEMETRY=topic,
+        PLANTWATCH_TOPIC_TELEMETRY_DLQ=f"{topic}.dlq",
+        PLANTWATCH_TOPIC_FEATURES=f"{topic}.features",
+        PLANTWATCH_INGEST_GROUP=group,
+    )
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "plantwatch",
+            "ingest",
+            "--influx",
+            "--tap",
+            str(tap),
+            "--idle-exit",
+            str(idle),
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+def tap_lines(tap: Path) -> list[tuple[str, int]]:
+    return [(d["equipment_id"], d["ts"]) for d in map(json.loads, tap.read_bytes().splitlines())]
+
+
+def good(eid: str, i: int, **extra: Any) -> bytes:
+    return encode(Telemetry(eid, NOW_MS - 600_000 + i * 1000, {"temp": 20.0 + i}, **extra))
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_every_codec_of_a_librdkafka_producer_is_read(
+    live_services: Settings, make_topic: Any, unique: str, tmp_path: Path, codec: str
+) -> None:
+    topic = make_topic(f"codec-{codec}-{unique}")
+    eid = f"codec-{codec}-{unique}"
+    values = [(eid.encode(), good(eid, i)) for i in range(30)]
+    librdkafka_produce(live_services, topic, values, codec)
+    tap = tmp_path / "tap.jsonl"
+    done = run_ingest(live_services, topic, f"g-{unique}", tap)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    assert len(tap_lines(tap)) == 30
+    rows = influx_rows(live_services, eid)
+    assert sorted(rows) == [(NOW_MS - 600_000 + i * 1000, "temp", 20.0 + i) for i in range(30)]
+    assert group_lag(live_services, f"g-{unique}", topic) == 0
+
+
+def _raw(eid: str, i: int, **fields: Any) -> bytes:
+    doc: dict[str, Any] = {"equipment_id": eid, "ts": NOW_MS - 500_000 + i, "readings": {"t": 1}}
+    doc.update(fields)
+    return json.dumps(doc).encode()
+
+
+def test_hostile_records_become_dead_letters_and_neighbours_are_written(
+    live_services: Settings, make_topic: Any, unique: str, tmp_path: Path
+) -> None:
+    topic = make_topic(f"hostile-{unique}")
+    eid = f"h-{unique}"
+    huge = b'{"equipment_id":"%s","ts":%d,"readings":{"t":1},"site":"%s"}' % (
+        eid.encode(),
+        NOW_MS,
+        b"x" * 5_000_000,
+    )
+    hostile: list[tuple[bytes, str, str]] = [
+        (_raw(eid + "\n", 1), "invalid_equipment_id", "outside"),
+        (_raw(eid, 2, readings={"t\n": 1.0}), "invalid_readings", "sensor name"),
+        (_raw(eid, 3, site="plant-a\n"), "invalid_field", "site"),
+        (_raw(eid, 4, site="plant-a\\"), "invalid_field", "backslashes"),
+        (
+            b'{"equipment_id":"%s","ts":%d,"readings":{"t":1},"site":"\\ud800"}'
+            % (eid.encode(), NOW_MS),
+            "invalid_field",
+            "surrogates",
+        ),
+        (
+            b'{"equipment_id":"%s","ts":%d,"readings":{"t":%s}}'
+            % (eid.encode(), NOW_MS, b"9" * 400),
+            "invalid_reading",
+            "out of range",
+        ),
+        # orjson reads an integer beyond 64 bits as a float: refused as not a time
+        (_raw(eid, 5, ts=10**24), "invalid_ts", "1e+24"),
+        (_raw(eid, 5, ts=2**62), "ts_out_of_range", "1970-01-01"),
+        (_raw(eid, 6).decode().encode("utf-16"), "not_json", "not UTF-8"),
+        (huge, "too_large", "5000"),
+    ]
+    values: list[tuple[bytes, bytes]] = []
+    expected: list[tuple[int, str, float]] = []
+    for i, (raw, _reason, _words) in enumerate(hostile):
+        values.append((eid.encode(), raw))
+        values.append((eid.encode(), good(eid, i)))  # each hostile one has a valid neighbour
+        expected.append((NOW_MS - 600_000 + i * 1000, "temp", 20.0 + i))
+    # zstd: the 5 MB record travels in a batch below the broker's 1 MiB limit, as a gateway's would.
+    librdkafka_produce(live_services, topic, values, "zstd", **{"message.max.bytes": 8_000_000})
+    tap = tmp_path / "tap.jsonl"
+    done = run_ingest(live_services, topic, f"g-{unique}", tap)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+
+    assert sorted(influx_rows(live_services, eid)) == sorted(expected)
+    keys = tap_lines(tap)
+    assert len(keys) == len(set(keys)) == len(hostile), "the tap got a line twice"
+    letters = read_topic(live_services, f"{topic}.dlq", len(hostile))
+    assert len(letters) == len(hostile)
+    by_offset = {int(headers_of(m.headers)["source.offset"]): m for m in letters}
+    for n, (raw, reason, words) in enumerate(hostile):
+        letter = by_offset[2 * n]
+        fields = headers_of(letter.headers)
+        assert (fields["reason"], words in fields["detail"]) == (reason, True), fields
+        if len(raw) > 1_000_000:  # stored cut, with the size and hash of the original
+            assert len(letter.value) == 1_000_000
+            assert fields["original.size"] == str(len(raw))
+            assert fields["original.sha256"] == hashlib.sha256(raw).hexdigest()
+        else:
+            assert letter.value == raw
+    assert group_lag(live_services, f"g-{unique}", topic) == 0
+
+
+def test_a_point_influxdb_refuses_is_dead_lettered_and_its_neighbours_written(
+    live_services: Settings, make_topic: Any, unique: str, tmp_path: Path
+) -> None:
+    """A field type conflict: InfluxDB refuses a float field where the shard holds a string."""
+    from plantwatch.connections import influx_client
+    from plantwatch.influxlines import LineWriter
+
+    topic = make_topic(f"refused-{unique}")
+    poisoned, fine, sensor = f"p-{unique}", f"f-{unique}", f"s{unique}"
+    with influx_client(live_services) as client:
+        LineWriter(client, live_services.influx_bucket, live_services.influx_org).write(
+            [f'telemetry,equipment_id={poisoned} {sensor}="text" {NOW_MS - 900_000}']
+        )
+    refused = encode(Telemetry(poisoned, NOW_MS - 300_000, {sensor: 1.5}))
+    values = [(fine.encode(), good(fine, i)) for i in range(10)]
+    values.insert(5, (poisoned.encode(), refused))
+    librdkafka_produce(live_services, topic, values, "lz4")
+    tap = tmp_path / "tap.jsonl"
+    done = run_ingest(live_services, topic, f"g-{unique}", tap)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(influx_rows(live_services, fine)) == 10
+    assert sorted(set(tap_lines(tap))) == sorted(tap_lines(tap))
+    assert {e for e, _ in tap_lines(tap)} == {fine}, "the tap gets only what InfluxDB took"
+    letters = read_topic(live_services, f"{topic}.dlq", 1)
+    assert len(letters) == 1
+    fields = headers_of(letters[0].headers)
+    assert fields["reason"] == "sink_refused"
+    assert "conflict" in fields["detail"], fields["detail"]
+    assert letters[0].value == refused
+    assert group_lag(live_services, f"g-{unique}", topic) == 0
