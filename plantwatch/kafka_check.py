@@ -107,21 +107,25 @@ def wait_for_kafka(
 def check_kafka_login(settings: Settings, timeout_s: float = 5.0) -> None:
     """Raise a one-line error when the first broker refuses our TLS trust or SASL login.
 
-    Does nothing for PLAINTEXT, and nothing when the broker cannot be reached at all
-    (the client's own bootstrap error says that, naming the bootstrap setting).
+    For PLAINTEXT, checks only that the first server speaks Kafka (one ApiVersions
+    request): a port of another service (an HTTP server) would otherwise cost the client's
+    30 s bootstrap timeout and a page of its warnings. Does nothing when the broker cannot
+    be reached at all (the client's own bootstrap error says that, naming the setting).
 
     Raises:
         AuthenticationError: the broker refused the SASL mechanism or credentials.
         ConnectionCheckError: the broker's certificate is not trusted, or TLS failed.
     """
     protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
-        return
     host, port = settings.kafka_hosts[0]
     where = f"Kafka at {host}:{port}"
     try:
         sock = socket.create_connection((host, port), timeout=timeout_s)
     except OSError:
+        return
+    if protocol == "PLAINTEXT":
+        with sock:
+            _check_speaks_kafka(sock, host, port)
         return
     try:
         if "SSL" in protocol:
@@ -137,6 +141,28 @@ def check_kafka_login(settings: Settings, timeout_s: float = 5.0) -> None:
         ) from exc
     finally:
         sock.close()
+
+
+def _check_speaks_kafka(sock: socket.socket, host: str, port: int) -> None:
+    """Raise a one-line error unless the server answers an ApiVersions request as Kafka."""
+    what = "closed the connection"
+    try:
+        request = struct.pack(">hhi", _API_VERSIONS, 0, _API_VERSIONS) + _string(_CLIENT_ID)
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        head = _recv(sock, 8)
+        size, correlation = struct.unpack(">ii", head)
+        if 4 <= size <= 1_000_000 and correlation == _API_VERSIONS:
+            return
+        what = "answered like HTTP" if head.startswith(b"HTTP") else "answered something else"
+    except TimeoutError:
+        what = "did not answer a Kafka request"
+    except (OSError, EOFError):
+        pass
+    raise ConnectionCheckError(
+        f"{host}:{port} is not a Kafka broker: it {what} (set "
+        f"{env_name('kafka_bootstrap_servers')} to the broker's host:port; "
+        f"{env_name('kafka_security_protocol')} is PLAINTEXT)"
+    )
 
 
 def _wrap_tls(sock: socket.socket, host: str, settings: Settings, where: str) -> ssl.SSLSocket:

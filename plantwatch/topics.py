@@ -26,7 +26,7 @@ def partitions_of(settings: Settings, topic: str) -> int | None:
     from kafka import KafkaConsumer
 
     with kafka_errors(settings):
-        consumer = KafkaConsumer(**kafka_config(settings))
+        consumer = KafkaConsumer(**kafka_config(settings, enable_auto_commit=False))
         try:
             parts = consumer.partitions_for_topic(topic)
         finally:

@@ -71,7 +71,7 @@ def report_cmd(
     too early, rather than alarms with no failure behind them).
     """
     from plantwatch.connections import influx_client, influx_errors
-    from plantwatch.errors import OptionError
+    from plantwatch.errors import OptionError, PlantwatchError
     from plantwatch.flux import parse_duration, parse_range
     from plantwatch.report import build_report, plot_report
 
@@ -80,8 +80,11 @@ def report_cmd(
     if max_lead is None:
         horizon = _newest_horizon_ms(settings.models_dir)
         if horizon is None:
-            raise OptionError(
-                "--max-lead", "(unset)", "a duration such as 60m: no model in PLANTWATCH_MODELS_DIR"
+            raise PlantwatchError(
+                f"no model in PLANTWATCH_MODELS_DIR ({settings.models_dir}) to take the "
+                "horizon from: pass --max-lead (how long before a failure a ticket still "
+                "counts as its warning, e.g. --max-lead 60m) or point PLANTWATCH_MODELS_DIR "
+                "at the models the scorer used"
             )
         lead_ms = 2 * horizon
     else:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -194,3 +195,13 @@ def test_a_bug_traceback_masks_the_secrets() -> None:
     assert "ValueError" in result.stderr
     assert "t0ken-value" not in result.stderr
     assert "***" in result.stderr
+
+
+def test_report_without_a_model_names_what_to_pass(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["report", "--since", "1h"], env={"PLANTWATCH_MODELS_DIR": str(tmp_path / "none")}
+    )
+    assert result.exit_code == 2
+    assert "(unset)" not in result.output
+    assert "no model in PLANTWATCH_MODELS_DIR" in result.output
+    assert "--max-lead 60m" in result.output

@@ -135,3 +135,50 @@ def test_a_bad_wait_is_refused_naming_the_setting(value: str, expected: str) -> 
     assert result.output.strip() == (
         f"plantwatch: error: invalid setting --kafka-start-wait-s={value!r}: expected {expected}"
     )
+
+
+def _serve(answer: bytes | None) -> tuple[socket.socket, int]:
+    """A loopback server that reads one request and answers ``answer`` (None: says nothing)."""
+    import contextlib
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def run() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(1024)
+            if answer is not None:
+                conn.sendall(answer)
+            with contextlib.suppress(OSError):
+                conn.recv(1024)  # until the client hangs up
+
+    threading.Thread(target=run, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", "answered like HTTP"),
+        (b"\x00\x00\x00\x08\x00\x00\x00\x07abcd", "answered something else"),
+        (None, "did not answer a Kafka request"),
+    ],
+)
+def test_a_port_that_is_not_kafka_is_named_at_once(answer: bytes | None, words: str) -> None:
+    import time
+
+    from plantwatch.kafka_check import check_kafka_login
+
+    server, port = _serve(answer)
+    with server:
+        started = time.monotonic()
+        with pytest.raises(ConnectionCheckError) as caught:
+            check_kafka_login(_settings(f"127.0.0.1:{port}"), timeout_s=1.0)
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert f"127.0.0.1:{port} is not a Kafka broker" in message
+    assert words in message
+    assert "PLANTWATCH_KAFKA_BOOTSTRAP_SERVERS" in message
