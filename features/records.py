@@ -84,6 +84,8 @@ def encode_feature(
         ValueError: a field does not fit the binary layout (config over 255 ASCII bytes,
             equipment_id over 65,535 UTF-8 bytes, over 65,535 values).
     """
+    if np.isinf(values).any():  # an overflowed aggregate is missing, in both encodings
+        values = np.where(np.isinf(values), np.nan, values)
     if encoding == "json":
         return orjson.dumps(
             {

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from features.config import WindowConfig
 from features.records import Encoding, encode_feature
 from features.streaming import StreamingWindows
@@ -103,7 +105,10 @@ class FeatureStage:
             offsets: their source offsets.
             replay_until: the partition's committed offset while replaying, else None.
         """
-        update = self.windows.update(records, offsets)
+        # Readings near the float range (valid: the contract takes any finite number) can
+        # overflow a square or a product; such an aggregate is emitted as missing.
+        with np.errstate(over="ignore", invalid="ignore"):
+            update = self.windows.update(records, offsets)
         outputs: list[FeatureOutput] = []
         for step in update.steps:
             if (

@@ -29,6 +29,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from plantwatch.errors import SettingsError
+from plantwatch.profile import ProfileSource, profile_origin
 
 ENV_PREFIX = "PLANTWATCH_"
 
@@ -150,9 +151,10 @@ class Settings(BaseSettings):
         None, description="CA certificate (PEM) that signed the brokers' certificates."
     )
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
-        "lz4",
+        "zstd",
         description="Compression of the record batches plantwatch's producers write (every "
-        "stage reads all five, whatever a producer chose).",
+        "stage reads all five, whatever a producer chose); zstd: the smallest batches and "
+        "no slower than none here (bench/results/codecs.json).",
     )
     kafka_start_wait_s: float = Field(
         0.0,
@@ -422,6 +424,17 @@ class Settings(BaseSettings):
         default_factory=_default_state_dir,
         description="Where the local services keep data, logs and pid files.",
     )
+    profile_file: Path | None = Field(
+        None,
+        description="The current profile: settings (JSON) that commands read when neither an "
+        "option nor the environment sets them; `make demo` saves its run's there "
+        "(`plantwatch profile`). Unset: <state_dir>/profile.json.",
+    )
+    log_level: Literal["debug", "info", "warning"] = Field(
+        "info",
+        description="Our own log lines from this level on. Third-party logs (TensorFlow, "
+        "Kafka client) are shown only with debug (also: plantwatch --verbose).",
+    )
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
         description="Where the Kafka jars and the influxd build are cached per version.",
@@ -602,6 +615,18 @@ class Settings(BaseSettings):
         """The bootstrap servers as (host, port) pairs."""
         return [parse_host_port(p) for p in self.kafka_bootstrap_servers.split(",")]
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Options, then the environment, then the current profile (:mod:`plantwatch.profile`)."""
+        return (init_settings, env_settings, ProfileSource(settings_cls))
+
 
 class _WithoutEnvironment(Settings):
     """Settings from explicit values only (for tests and embedding), ignoring PLANTWATCH_*."""
@@ -681,4 +706,5 @@ def load_settings(overrides: dict[str, Any] | None = None, *, read_env: bool = T
         else:
             value = str(error.get("input", ""))
         setting = option_name(field) if field in given else env_name(field)
-        raise SettingsError(setting, value, _describe(error)) from None
+        origin = "" if field in given else profile_origin(env_name(field), given)
+        raise SettingsError(setting, value, _describe(error) + origin) from None

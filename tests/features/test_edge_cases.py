@@ -236,3 +236,32 @@ def test_bad_feature_records_get_a_reason(raw: bytes | None, fragment: str) -> N
     assert record is None
     assert reason is not None
     assert fragment in reason
+
+
+@pytest.mark.parametrize("encoding", ["json", "binary"])
+def test_readings_at_the_float_limit_give_missing_features_not_infinities(encoding: str) -> None:
+    """Any finite reading is valid telemetry; a square of 1e308 overflows. No warning, no inf."""
+    import warnings
+
+    from features.records import decode_feature
+    from ingest.contract import Telemetry
+    from ingest.featurestage import FeatureStage
+    from plantwatch.presets import load_window_config
+
+    stage = FeatureStage(load_window_config("plant"), encoding)  # type: ignore[arg-type]
+    base = 1_796_000_000_000
+    values = [1e308, -1e308, 1.7976931348623157e308, 5e-324] * 5
+    records = [
+        Telemetry("m-1", base + i * 20_000, {"vibration_rms": v, "bearing_temp": -v})
+        for i, v in enumerate(values)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outputs, late = stage.update(records, list(range(len(records))), None)
+    assert late == []
+    assert len(outputs) >= 4
+    for out in outputs:
+        record, reason = decode_feature(out.value)
+        assert reason is None
+        assert record is not None
+        assert not np.isinf(record.values).any()
