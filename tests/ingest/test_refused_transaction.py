@@ -156,3 +156,46 @@ def test_a_refused_offset_commit_without_transactions_rebuilds_instead_of_exitin
     assert service.metrics.duplicates == 0  # the replayed records are not taken for repeats
     assert service.metrics.consumed == len(consumer.log)  # the refused batch is not counted
     assert {r.ts_ms for r in sink.written} == {NOW_MS - 60_000 + i * 1000 for i in range(4)}
+
+
+class _RefusingSink(_Sink):
+    """Refuses a write that holds a sample of machine ``bad`` (InfluxDB's HTTP 400)."""
+
+    def __init__(self, bad: str) -> None:
+        super().__init__()
+        self.bad = bad
+        self.pending: list[Telemetry] = []
+        self.attempts = 0
+
+    def write(self, records: Sequence[Telemetry]) -> None:
+        self.pending += records
+
+    def flush(self) -> None:
+        from plantwatch.errors import RefusedOutputError
+
+        self.attempts += 1
+        pending, self.pending = self.pending, []
+        if any(r.equipment_id == self.bad for r in pending):
+            raise RefusedOutputError("refused", "HTTP 400: unable to parse")
+        self.written += pending
+
+
+def test_records_a_sink_refuses_become_dead_letters_and_later_sinks_skip_them() -> None:
+    values = [
+        encode(Telemetry("bad" if i in (2, 7) else "m", NOW_MS - 60_000 + i * 1000, {"t": 1.0}))
+        for i in range(9)
+    ]
+    consumer = FakeConsumer(TP, values, chunk=9, timestamp=NOW_MS)
+    producer = _Producer(consumer, refuse=0)
+    refusing, tap = _RefusingSink("bad"), _Sink()
+    service = IngestService(
+        consumer, producer, [refusing, tap], IngestConfig(transactional=True, dlq_topic="dlq")
+    )
+    _drive(service, consumer)
+    assert consumer.committed_offset == 9
+    assert [v for topic, v in producer.visible if topic == "dlq"] == [values[2], values[7]]
+    assert [r.equipment_id for r in refusing.written] == ["m"] * 7
+    assert [r.equipment_id for r in tap.written] == ["m"] * 7  # the tap gets what was taken
+    assert service.metrics.dead == {"sink_refused": 2}
+    assert service.metrics.valid == 7
+    assert refusing.attempts <= 1 + 2 * 4 * 2  # bisection, not one write per record
