@@ -195,14 +195,17 @@ def test_a_point_influxdb_refuses_is_dead_lettered_and_its_neighbours_written(
     live_services: Settings, make_topic: Any, unique: str, tmp_path: Path
 ) -> None:
     """A field type conflict: InfluxDB refuses a float field where the shard holds a string."""
+    from influxdb_client.client.write_api import SYNCHRONOUS
+
     from plantwatch.connections import influx_client
-    from plantwatch.influxlines import LineWriter
 
     topic = make_topic(f"refused-{unique}")
     poisoned, fine, sensor = f"p-{unique}", f"f-{unique}", f"s{unique}"
     with influx_client(live_services) as client:
-        LineWriter(client, live_services.influx_bucket, live_services.influx_org).write(
-            [f'telemetry,equipment_id={poisoned} {sensor}="text" {NOW_MS - 900_000}']
+        client.write_api(write_options=SYNCHRONOUS).write(
+            bucket=live_services.influx_bucket,
+            record=f'telemetry,equipment_id={poisoned} {sensor}="text" {NOW_MS - 900_000}',
+            write_precision="ms",
         )
     refused = encode(Telemetry(poisoned, NOW_MS - 300_000, {sensor: 1.5}))
     values = [(fine.encode(), good(fine, i)) for i in range(10)]
