@@ -3,18 +3,32 @@
 ::
 
 PlantwatchError
-└── AlertingError
-    ├── RulesError          a rule or the silences file is wrong (names it)
-    ├── TicketError         a ticket command cannot be done (unknown id, bad DB)
+├── AlertingError
+│   ├── RulesError          a rule or the silences file is wrong (names it)
+│   ├── TicketError         a ticket command cannot be done (unknown id, bad DB)
+│   ├── DeliveryError       a ticket sink did not take a message (``retryable``)
+│   └── DeadLetterError     Kafka did not acknowledge the dead letters
+└── OutputError             (plantwatch.errors: every stage's InfluxDB writes)
     ├── TransientWriteError InfluxDB is unavailable for now: pause, retry
     ├── FatalWriteError     InfluxDB refuses this configuration (names the setting)
-    ├── DeliveryError       a ticket sink did not take a message (``retryable``)
-    └── DeadLetterError     Kafka did not acknowledge the dead letters
+    └── RefusedWriteError   InfluxDB refuses these points (400/413/422): dead letters
+
+The three write errors are :mod:`plantwatch.errors`' output errors under the names the
+alerting stage has used (:class:`~plantwatch.influxlines.LineWriter` raises them).
 """
 
 from __future__ import annotations
 
-from plantwatch.errors import PlantwatchError
+from plantwatch.errors import (
+    FatalOutputError,
+    PlantwatchError,
+    RefusedOutputError,
+    TransientOutputError,
+)
+
+TransientWriteError = TransientOutputError
+FatalWriteError = FatalOutputError
+RefusedWriteError = RefusedOutputError
 
 
 class AlertingError(PlantwatchError):
@@ -27,14 +41,6 @@ class RulesError(AlertingError):
 
 class TicketError(AlertingError):
     """A ticket command cannot be carried out."""
-
-
-class TransientWriteError(AlertingError):
-    """InfluxDB is unavailable for now; nothing was lost, retry later."""
-
-
-class FatalWriteError(AlertingError):
-    """InfluxDB refuses this configuration (token, bucket, org)."""
 
 
 class DeadLetterError(AlertingError):

@@ -25,12 +25,9 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from alerting.errors import FatalWriteError, TransientWriteError
 from alerting.state import AlertEvent
 from models.predictions import Prediction
+from plantwatch.influxlines import LineWriter
 
 
 def _tag(value: str) -> str:
@@ -81,58 +78,19 @@ def ticket_line(
     return f"tickets,equipment_id={_tag(equipment_id)},status={_tag(status)} {fields} {ts}"
 
 
-class InfluxWriter:
+class InfluxWriter(LineWriter):
     """Synchronous writes of whole batches of lines; raises instead of losing them.
+
+    The one line-protocol writer of every stage (:class:`plantwatch.influxlines.LineWriter`):
+    ``write(lines)`` returns once InfluxDB acknowledged every line, or raises
+    :class:`~alerting.errors.TransientWriteError` (unreachable, timed out, 5xx, 429: retry
+    later), :class:`~alerting.errors.FatalWriteError` (token refused, bucket or org
+    missing: names the setting) or :class:`~alerting.errors.RefusedWriteError` (HTTP 400,
+    413, 422: the points themselves are refused; :func:`plantwatch.influxlines.isolate`
+    finds which).
 
     Args:
         client: an ``InfluxDBClient`` (no retries of its own).
         bucket: the bucket (setting ``influx_bucket``).
         org: the organization (setting ``influx_org``).
     """
-
-    def __init__(self, client: Any, bucket: str, org: str) -> None:
-        from influxdb_client.client.write_api import SYNCHRONOUS
-
-        self._api = client.write_api(write_options=SYNCHRONOUS)
-        self._bucket = bucket
-        self._org = org
-
-    def write(self, lines: Sequence[str]) -> None:
-        """Write the lines; returns only after InfluxDB acknowledged them.
-
-        Raises:
-            TransientWriteError: unreachable, timed out or 5xx/429: retry later.
-            FatalWriteError: token refused (401/403), bucket or org missing (404), or
-                points refused (400): naming the setting to fix.
-        """
-        if not lines:
-            return
-        from influxdb_client import WritePrecision
-        from influxdb_client.rest import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
-            for start in range(0, len(lines), 5000):
-                self._api.write(
-                    bucket=self._bucket,
-                    org=self._org,
-                    record=list(lines[start : start + 5000]),
-                    write_precision=WritePrecision.MS,
-                )
-        except ApiException as exc:
-            if exc.status in (401, 403):
-                raise FatalWriteError(
-                    f"InfluxDB refused the token (HTTP {exc.status}); check PLANTWATCH_INFLUX_TOKEN"
-                ) from exc
-            if exc.status == 404:
-                raise FatalWriteError(
-                    f"InfluxDB bucket {self._bucket!r} or org {self._org!r} not found (HTTP 404); "
-                    "check PLANTWATCH_INFLUX_BUCKET and PLANTWATCH_INFLUX_ORG"
-                ) from exc
-            if exc.status in (400, 413, 422):
-                raise FatalWriteError(
-                    f"InfluxDB refused the points (HTTP {exc.status}): {exc.body}"
-                ) from exc
-            raise TransientWriteError(f"InfluxDB answered HTTP {exc.status}") from exc
-        except (HTTPError, OSError) as exc:
-            raise TransientWriteError(f"InfluxDB unreachable ({type(exc).__name__})") from exc

@@ -5,7 +5,8 @@ One loop, one batch at a time::
     poll -> skip records the store already applied (offset below its stored offset)
          -> decode + known model version, else dead letter
          -> per machine: state machine step -> failure_risk point, alerts points, tickets
-         -> InfluxDB write of all points (synchronous; paused + retried while it is down)
+         -> InfluxDB write of all points (synchronous; paused + retried while it is down;
+            a record whose points InfluxDB refuses becomes a dead letter ``sink_refused``)
          -> dead letters produced and flushed
          -> ONE SQLite transaction: states, tickets, outbox rows, stored offsets
          -> Kafka offsets commit
@@ -16,6 +17,11 @@ between the SQLite commit and the Kafka commit replays records that the store al
 applied; they are skipped, and neither the stored offset nor Kafka's goes back below
 them. The store is the truth about alert state, so after a
 rebalance the in-memory cache is dropped and states are read back from it.
+
+InfluxDB's refusal of points (HTTP 400/413/422, e.g. a field type conflict) never stops a
+partition: the write is bisected by source record (:func:`plantwatch.influxlines.isolate`),
+the other records' points are written, and each refused record goes to the DLQ with
+InfluxDB's words; the state machine keeps what the record did (docs/alerting.md).
 """
 
 from __future__ import annotations
@@ -25,14 +31,14 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from alerting import store
-from alerting.errors import DeadLetterError, TransientWriteError
+from alerting.errors import DeadLetterError, RefusedWriteError, TransientWriteError
 from alerting.influx import InfluxWriter, alert_line, risk_line
 from alerting.metrics import AlertMetrics
 from alerting.rules import Rules, Silences
@@ -41,6 +47,7 @@ from alerting.tickets import new_ticket
 from ingest.dlq import DeadLetter, dead_letter
 from models.predictions import Prediction, decode_prediction
 from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
+from plantwatch.influxlines import isolate
 from plantwatch.paused import retry_paused
 
 log = logging.getLogger("plantwatch.alerting")
@@ -79,7 +86,14 @@ class AlertConfig:
 
 @dataclass
 class _Batch:
-    lines: list[str] = field(default_factory=list)
+    """One polled batch's outputs before they are durable.
+
+    ``groups``: the points of each applied prediction record, with that record (a record
+    whose points InfluxDB refuses is dead-lettered whole); ``points``: how many were written.
+    """
+
+    groups: list[tuple[Any, Any, list[str]]] = field(default_factory=list)
+    points: int = 0
     dead: list[DeadLetter] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
@@ -194,8 +208,9 @@ class AlertingService:
             top=list(p.top_sensors),
         )
         b.touched.add(p.equipment_id)
-        b.lines.append(risk_line(p, st.level if fresh else None))
-        self._events(b, st, events, p, now_ms)
+        lines = [risk_line(p, st.level if fresh else None)]
+        self._events(b, st, events, p, now_ms, lines)
+        b.groups.append((tp, msg, lines))
 
     def _events(
         self,
@@ -204,9 +219,10 @@ class AlertingService:
         events: list[AlertEvent],
         p: Prediction | None,
         now_ms: int,
+        lines: list[str],
     ) -> None:
         for e in events:
-            b.lines.append(alert_line(e))
+            lines.append(alert_line(e))
             b.kinds[e.kind] += 1
             if e.kind == "transition" and e.to_level == "OK":
                 b.ended.append((e.incident_key, e.time_ms))
@@ -237,7 +253,7 @@ class AlertingService:
             # A poll that ends among skipped records stores (and commits) the floor, not its
             # own lower offset: a crash would otherwise apply the records between again.
             b.offsets[tp] = max(b.offsets[tp], floor)
-        self._write(b.lines)
+        self._deliver(b)
         self._send_dead(b.dead)
         opened = self._commit_store(b, applied)
         if self.config.crash_window_s:
@@ -257,7 +273,7 @@ class AlertingService:
                 "offsets stand and records read again are skipped",
                 type(exc).__name__,
             )
-        self.metrics.add(b.consumed, len(b.lines), opened, b.reasons, b.kinds)
+        self.metrics.add(b.consumed, b.points, opened, b.reasons, b.kinds)
         return b.offsets
 
     def _commit_store(self, b: _Batch, applied: dict[int, int]) -> int:
@@ -302,6 +318,58 @@ class AlertingService:
             log.info("alert: ticket %d opened for %s", tid, key)
         return opened
 
+    def _deliver(self, b: _Batch) -> None:
+        """Write the batch's points; each record whose points InfluxDB refuses is a dead letter.
+
+        The write is bisected by source record (:func:`plantwatch.influxlines.isolate`):
+        every other record's points are written. Of a refused record, each point is then
+        tried alone, so that its points InfluxDB takes (an ``alerts`` event beside a refused
+        ``failure_risk`` point) are not lost; the record goes to the DLQ, reason
+        ``sink_refused``, with InfluxDB's words. An outage is retried inside each attempt
+        (:meth:`_write`), never taken for a refusal.
+        """
+
+        def attempt(part: Sequence[tuple[Any, Any, list[str]]]) -> None:
+            self._write([line for _tp, _msg, lines in part for line in lines])
+
+        b.points = sum(len(lines) for _tp, _msg, lines in b.groups)
+        for (tp, msg, lines), exc in isolate(b.groups, attempt):
+            refused = [(lines[0], exc)] if len(lines) == 1 else self._refused_of(lines)
+            if not refused:  # refused together, taken one by one: nothing is lost
+                continue
+            b.points -= len(refused)
+            what = ", ".join(sorted({line.split(",", 1)[0] for line, _exc in refused}))
+            detail = (
+                f"InfluxDB refused {len(refused)} of the record's {len(lines)} point(s) "
+                f"({what}): {refused[0][1].detail}"
+            )
+            log.warning("alert: partition %d offset %d: %s", tp.partition, msg.offset, detail)
+            b.dead.append(
+                dead_letter(
+                    tp.topic,
+                    tp.partition,
+                    msg.offset,
+                    msg.timestamp,
+                    msg.key,
+                    msg.value,
+                    "sink_refused",
+                    detail,
+                    stage="alerting",
+                    source_headers=msg.headers,
+                )
+            )
+            b.reasons["sink_refused"] += 1
+
+    def _refused_of(self, lines: list[str]) -> list[tuple[str, RefusedWriteError]]:
+        """Write each line alone; the ones InfluxDB refuses, with its words."""
+        refused = []
+        for line in lines:
+            try:
+                self._write([line])
+            except RefusedWriteError as exc:
+                refused.append((line, exc))
+        return refused
+
     def _write(self, lines: list[str]) -> None:
         retry_paused(
             self._consumer,
@@ -338,19 +406,24 @@ class AlertingService:
         parts = [tp.partition for tp in self._consumer.assignment()]
         now_ms = int(self._wall() * 1000)
         b = _Batch()
+        lines: list[str] = []
         for part, st in store.states_in(self._conn, parts):
             silenced = self._silences().active(st.equipment_id, now_ms)
             event = check_deadman(st, now_ms, self.rules, silenced=silenced)
             if event is not None:
                 self._states[st.equipment_id] = (part, st)
                 b.touched.add(st.equipment_id)
-                self._events(b, st, [event], None, now_ms)
+                self._events(b, st, [event], None, now_ms, lines)
                 log.warning("alert: %s: %s", st.equipment_id, event.reason)
         if b.touched:
-            self._write(b.lines)
+            # No record to dead-letter: a NODATA point that InfluxDB refuses is logged and
+            # dropped (the state change stands, as for a refused prediction's).
+            refused = isolate(lines, lambda part: self._write(list(part)))
+            for line, exc in refused:
+                log.warning("alert: InfluxDB refused a deadman point, dropped: %s: %s", exc, line)
             with store.transaction(self._conn) as conn:
                 store.save_states(conn, {e: self._states[e] for e in b.touched})
-            self.metrics.add(0, len(b.lines), 0, Counter(), b.kinds)
+            self.metrics.add(0, len(lines) - len(refused), 0, Counter(), b.kinds)
         return len(b.touched)
 
     def run(

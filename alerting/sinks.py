@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerting.errors import DeliveryError, FatalWriteError, TransientWriteError
+from alerting.errors import (
+    DeliveryError,
+    FatalWriteError,
+    RefusedWriteError,
+    TransientWriteError,
+)
 from alerting.influx import InfluxWriter
 from alerting.outbox import Sender
 from alerting.store import OutboxRow
@@ -45,14 +50,18 @@ def kafka_sender(producer: Any, topic: str, timeout_s: float = 15.0) -> Sender:
 
 
 def influx_sender(writer: InfluxWriter) -> Sender:
-    """Write the payload (one line of the ``tickets`` measurement)."""
+    """Write the payload (one line of the ``tickets`` measurement).
+
+    InfluxDB away: retried later; the configuration or the line itself refused (a field
+    type conflict, HTTP 400/422): given up on, as a webhook's 4xx.
+    """
 
     def send(row: OutboxRow) -> None:
         try:
             writer.write([row.payload.decode()])
         except TransientWriteError as exc:
             raise DeliveryError(str(exc)) from None
-        except FatalWriteError as exc:
+        except (FatalWriteError, RefusedWriteError) as exc:
             raise DeliveryError(str(exc), retryable=False) from None
 
     return send

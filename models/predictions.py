@@ -15,7 +15,15 @@ threshold on it. ``steps`` is how many real (not padded) steps the window held.
 ``top_sensors`` lists up to a few ``[sensor, share]`` pairs, the sensors that contributed
 most to the score (shares are non-negative and sum to at most 1).
 
-:func:`decode_prediction` returns a parsed record or a reason, never raises.
+:func:`decode_prediction` returns a parsed record or a reason, never raises. It accepts only
+what every consumer can carry, InfluxDB's line protocol included: ``equipment_id`` by the
+telemetry contract's rule (:mod:`ingest.contract`: 1-128 characters of ``A-Z a-z 0-9
+. _ : / @ -``, starting with a letter or digit), ``model_version`` 1-128 characters without
+white space, control characters, surrogates or backslashes (InfluxDB stores a tag's
+escaped backslash doubled, and refuses one at its end), sensor names of ``top_sensors`` as
+the contract's sensor names (at most 256 of them), finite numbers only, and times and
+integers in ``0..MAX_TS_MS`` (:data:`ingest.contract.MAX_TS_MS`, the end of InfluxDB's time
+range in milliseconds), compared before any arithmetic.
 
 >>> raw = encode_prediction(Prediction("m-1", 60000, 0.25, 0.5, "v1", 30, 1800000, 12,
 ...                                    (("temp", 0.75),)))
@@ -33,12 +41,28 @@ True
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+# The telemetry contract's rules (matched with fullmatch), shared rather than copied.
+from ingest.contract import _ID_RE, _SENSOR_RE, DEFAULT_LIMITS, MAX_TS_MS
+
 PREDICTION_VERSION = 1
+MAX_ID = DEFAULT_LIMITS.max_equipment_id
+MAX_TOP = DEFAULT_LIMITS.max_sensors
+MAX_VERSION = 128
+# A tag value that InfluxDB gives back as written: no white space, control characters
+# (C0, DEL, C1), surrogates or backslashes (an escaped one is stored doubled, a final one
+# makes the line unparsable).
+_VERSION_RE = re.compile(r"[^\s\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\\]+")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -75,38 +99,71 @@ def encode_prediction(p: Prediction) -> bytes:
 
 
 def _int(doc: dict[str, Any], name: str, minimum: int) -> int | str:
+    """An integer in ``minimum..MAX_TS_MS`` (compared before any arithmetic)."""
     value = doc.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        return f"field {name!r}: value {value!r} is not valid: expected an integer >= {minimum}"
-    return value
+    if isinstance(value, int) and not isinstance(value, bool) and minimum <= value <= MAX_TS_MS:
+        return value
+    return (
+        f"field {name!r}: value {_short(value)} is not valid: expected an integer in "
+        f"{minimum}..{MAX_TS_MS}"
+    )
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float if it is a finite number (never raises on a huge integer)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int):
+        return float(value) if -MAX_TS_MS <= value <= MAX_TS_MS else None
+    return value if math.isfinite(value) else None
 
 
 def _prob(doc: dict[str, Any], name: str) -> float | str:
-    value = doc.get(name)
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    if number and math.isfinite(value) and 0.0 <= value <= 1.0:  # type: ignore[arg-type,operator]
-        return float(value)  # type: ignore[arg-type]
-    return f"field {name!r}: value {value!r} is not a probability: expected a number in [0, 1]"
+    value = _finite(doc.get(name))
+    if value is not None and 0.0 <= value <= 1.0:
+        return value
+    return (
+        f"field {name!r}: value {_short(doc.get(name))} is not a probability: "
+        "expected a number in [0, 1]"
+    )
 
 
 def _top(value: Any) -> tuple[tuple[str, float], ...] | str:
     bad = (
-        f"field 'top_sensors': value {value!r} is not valid: "
-        "expected a list of [sensor name, share >= 0] pairs"
+        f"field 'top_sensors': value {_short(value)} is not valid: expected a list of at most "
+        f"{MAX_TOP} [sensor name, share >= 0] pairs, names of 1-64 characters of A-Z a-z 0-9 "
+        "_ . - starting with a letter or _"
     )
-    if not isinstance(value, list):
+    if not isinstance(value, list) or len(value) > MAX_TOP:
         return bad
     out: list[tuple[str, float]] = []
     for item in value:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
             return bad
-        share = item[1]
-        if not isinstance(share, int | float) or isinstance(share, bool):
+        name, share = item[0], _finite(item[1])
+        if len(name) > 64 or not _SENSOR_RE.fullmatch(name) or share is None or share < 0:
             return bad
-        if not math.isfinite(share) or share < 0:
-            return bad
-        out.append((item[0], float(share)))
+        out.append((name, share))
     return tuple(out)
+
+
+def check_equipment_id(value: str) -> str | None:
+    """Why ``value`` is not an equipment id that every stage can carry; None if it is.
+
+    The telemetry contract's rule (:mod:`ingest.contract`), which also makes it a valid
+    InfluxDB tag value and Kafka key.
+
+    >>> check_equipment_id("pump-17") is None, check_equipment_id("pump 17") is None
+    (True, False)
+    """
+    if 0 < len(value) <= MAX_ID and _ID_RE.fullmatch(value):
+        return None
+    if not value:
+        return "field 'equipment_id' is missing or not a non-empty string"
+    return (
+        f"field 'equipment_id': value {_short(value)} is not valid: expected 1-{MAX_ID} "
+        "characters of A-Z a-z 0-9 ._:/@- starting with a letter or digit"
+    )
 
 
 def decode_prediction(raw: bytes | None) -> tuple[Prediction | None, str | None]:
@@ -124,8 +181,11 @@ def decode_prediction(raw: bytes | None) -> tuple[Prediction | None, str | None]
             f"field 'v': value {doc.get('v')!r} is not supported: expected {PREDICTION_VERSION}"
         )
     eid = doc.get("equipment_id")
-    if not isinstance(eid, str) or not eid:
+    if not isinstance(eid, str):
         return None, "field 'equipment_id' is missing or not a non-empty string"
+    bad_id = check_equipment_id(eid)
+    if bad_id is not None:
+        return None, bad_id
     window_end = _int(doc, "window_end", 0)
     if isinstance(window_end, str):
         return None, window_end
@@ -138,6 +198,12 @@ def decode_prediction(raw: bytes | None) -> tuple[Prediction | None, str | None]
     version = doc.get("model_version")
     if not isinstance(version, str) or not version:
         return None, "field 'model_version' is missing or not a non-empty string"
+    if len(version) > MAX_VERSION or not _VERSION_RE.fullmatch(version):
+        return None, (
+            f"field 'model_version': value {_short(version)} is not valid: expected 1-"
+            f"{MAX_VERSION} characters without white space, control characters, surrogates "
+            "or backslashes"
+        )
     ints: list[int] = []
     for name, minimum in (("horizon_steps", 1), ("horizon_ms", 1), ("steps", 1)):
         got = _int(doc, name, minimum)

@@ -15,14 +15,23 @@ partition is sought back to the rewind offset in its commit metadata and replaye
 its committed offset: windows (and, for a model with the age feature, ages) are rebuilt
 without re-emitting a prediction, and the partition's commit stands until the replay
 reaches that offset (:func:`ingest.featurestage.settle_replay`). A failed transaction
-(e.g. the group rebalanced while a batch was pending) drops the batch and rebuilds all
-windows the same way.
+(e.g. the group rebalanced while a batch was pending) drops the batch and, after a pause
+that grows with each failure in a row (0.5 s doubling to ``backoff_max_s``, the input
+paused meanwhile), rebuilds all windows the same way.
+
+A prediction that Kafka can never take never stops a partition nor makes the loop spin: one
+that cannot be encoded, has no finite probability, or is larger than the producer or the
+broker takes, is replaced by a dead letter of the feature record that closed its window
+(reason ``prediction_refused``, on the features DLQ); when the broker refuses it inside a
+transaction, the transaction is dropped and the rebuilt batch carries the letter instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -37,10 +46,11 @@ from models.errors import ModelError
 from models.hotswap import ModelWatcher
 from models.predictions import Prediction, encode_prediction
 from models.scoremetrics import ScorerMetrics
-from models.scoring import Batch, Batcher, score
+from models.scoring import Batch, Batcher, refuse, score
 from models.servable import Servable, describe
 from plantwatch.connections import KeyPartitions
 from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
+from plantwatch.paused import FIRST_DELAY_S, pause_for
 
 log = logging.getLogger("plantwatch.score")
 
@@ -63,6 +73,7 @@ class ScorerConfig:
     max_poll_records: int = 2000
     attribution_fraction: float = 0.5
     log_every_s: float = 10.0
+    backoff_max_s: float = 30.0
 
 
 @dataclass
@@ -109,6 +120,10 @@ class ScorerService:
         self._pending_rewind: set[Any] = set()
         self._revoked = threading.Event()
         self._errors: list[BaseException] = []
+        # Feature records (topic, partition, offset) whose prediction the broker refused for
+        # good, with why: the rebuilt batch dead-letters them instead (see finish).
+        self._refused: dict[tuple[str, int, int], str] = {}
+        self._failures = 0  # transactions refused in a row (the pause before a rebuild)
         self._partitions = KeyPartitions()
         producer.init_transactions()
 
@@ -184,29 +199,90 @@ class ScorerService:
             self.model,
         )
 
+    def _outputs(self, preds: list[Prediction], batch: Batch) -> list[tuple[int, bytes, bytes]]:
+        """The batch's prediction records ``(window index, key, value)``.
+
+        A prediction that cannot be encoded, has no finite probability, or whose feature
+        record the broker refused before (:attr:`_refused`) is replaced by a dead letter of
+        that feature record.
+        """
+        out = []
+        for i, p in enumerate(preds):
+            tp, message = batch.sources[i]
+            why = self._refused.get((tp.topic, tp.partition, message.offset))
+            if why is None and not math.isfinite(p.probability):
+                why = f"the model gave no finite probability ({p.probability})"
+            if why is None:
+                try:
+                    out.append((i, p.equipment_id.encode(), encode_prediction(p)))
+                    continue
+                except (TypeError, ValueError) as exc:  # orjson's, UnicodeEncodeError
+                    why = f"it cannot be encoded ({type(exc).__name__}: {exc})"
+            self._prediction_refused(batch, i, p, why)
+        return out
+
+    def _prediction_refused(self, batch: Batch, i: int, p: Prediction, why: str) -> None:
+        """Dead-letter the feature record that closed window ``i`` instead of its prediction."""
+        tp, message = batch.sources[i]
+        detail = f"prediction of {p.equipment_id!r} at {p.window_end} not published: {why}"
+        log.warning("score: partition %d offset %d: %s", tp.partition, message.offset, detail)
+        refuse(batch, tp, message, "prediction_refused", detail)
+
+    def _failed_send(self, source: tuple[str, int, int] | None, exc: BaseException) -> None:
+        """Errback of a send (kafka-python's IO thread): keep it; a too-large one for good.
+
+        The producer splits a batch that the broker finds too large down to single records,
+        so :class:`~kafka.errors.MessageSizeTooLargeError` on a send names that record.
+        """
+        from kafka.errors import MessageSizeTooLargeError
+
+        self._errors.append(exc)
+        if source is not None and isinstance(exc, MessageSizeTooLargeError):
+            self._refused[source] = f"Kafka refused it ({type(exc).__name__}: {exc})"
+
     def finish(self, flight: _Flight) -> bool:
-        """Commit a scored batch in one transaction; False if it was dropped (rebuild)."""
-        from kafka.errors import KafkaError, ProducerFencedError
+        """Commit a scored batch in one transaction; False if it was dropped (rebuild).
+
+        Kafka's refusal of the transaction (or of a record in it) drops the batch and, after
+        a growing pause with the input paused, rebuilds the windows from the committed
+        offsets; a prediction record Kafka refused for its size is dead-lettered in the
+        rebuilt batch. Only a fenced producer stops the loop.
+        """
+        from kafka.errors import KafkaError, MessageSizeTooLargeError, ProducerFencedError
 
         preds = flight.future.result()
         batch = flight.batch
         self.batcher.recycle(batch)
+        records = self._outputs(preds, batch)
         topic = self.config.predictions_topic
+        sent = 0
         try:
             partitions = self._producer.partitions_for(topic)
             self._producer.begin_transaction()
-            for p in preds:
-                key = p.equipment_id.encode()
-                self._producer.send(
-                    topic,
-                    key=key,
-                    value=encode_prediction(p),
-                    partition=self._partitions.of(key, partitions),
-                ).add_errback(self._errors.append)
+            for i, key, value in records:
+                tp, message = batch.sources[i]
+                try:
+                    future = self._producer.send(
+                        topic, key=key, value=value, partition=self._partitions.of(key, partitions)
+                    )
+                except MessageSizeTooLargeError as exc:  # over max_request_size: not sent
+                    self._prediction_refused(batch, i, preds[i], f"{type(exc).__name__}: {exc}")
+                    continue
+                source = (tp.topic, tp.partition, message.offset)
+                future.add_errback(functools.partial(self._failed_send, source))
+                sent += 1
             for d in batch.dead:
                 self._producer.send(
                     self.config.dlq_topic, key=d.key, value=d.value, headers=d.headers
-                ).add_errback(self._errors.append)
+                ).add_errback(functools.partial(self._failed_send, None))
+            # Every send answered before the commit: kafka-python may fail a send (its
+            # delivery timeout) and still commit the transaction without that record.
+            self._producer.flush()
+            if self._errors:
+                first = self._errors[0]
+                if isinstance(first, KafkaError):
+                    raise first
+                raise KafkaError(f"a send failed: {type(first).__name__}: {first}")
             self._producer.send_offsets_to_transaction(
                 flight.commit, self._consumer.group_metadata()
             )
@@ -217,21 +293,33 @@ class ScorerService:
                 "instance its own PLANTWATCH_INSTANCE_ID"
             ) from exc
         except KafkaError as exc:
-            self._errors.clear()
             with contextlib.suppress(KafkaError):
                 self._producer.abort_transaction()
-            log.warning("score: batch not committed (%s: %s); rebuilding", type(exc).__name__, exc)
+            self._errors.clear()  # after the abort: every send of the batch has answered
+            self._failures += 1
+            delay = min(FIRST_DELAY_S * 2 ** (self._failures - 1), self.config.backoff_max_s)
+            log.warning(
+                "score: batch not committed (%s: %s); rebuilding from the committed offsets "
+                "in %.1fs",
+                type(exc).__name__,
+                exc,
+                delay,
+            )
+            pause_for(self._consumer, delay)
             self.rebuild_all()
             return False
         if self._errors:
             first = self._errors[0]
             raise ScorerKafkaError(
                 f"Kafka did not acknowledge the batch's outputs ({type(first).__name__}: "
-                f"{first}); stopping so that the batch is replayed"
+                f"{first}) after committing it"
             )
+        self._failures = 0
+        for tp, message in batch.sources:
+            self._refused.pop((tp.topic, tp.partition, message.offset), None)
         self.metrics.model_seconds.observe(batch.model_seconds)
         self.metrics.add(
-            batch.records, len(preds), batch.warming, batch.duplicates, batch.reasons, batch.silent
+            batch.records, sent, batch.warming, batch.duplicates, batch.reasons, batch.silent
         )
         self.metrics.set_lag(consumer_lag(self._consumer))
         return True

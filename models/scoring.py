@@ -1,7 +1,9 @@
 """The scorer's batches, without Kafka: records in -> windows queued -> predictions out.
 
-:class:`Batcher` decodes one poll's records (refusals become dead letters), normalizes them
-with the served model's spec, pushes them into the machines' windows and queues each
+:class:`Batcher` decodes one poll's records (refusals become dead letters: what does not
+decode, another config, an ``equipment_id`` or a time that the predictions could not carry
+downstream, values beyond float32 once normalized), normalizes them with the served
+model's spec, pushes them into the machines' windows and queues each
 advanced window that has at least ``min_steps`` real steps and whose step had a reading
 (:func:`features.core.silent_steps`: a machine that is down or whose messages were lost
 gets no prediction for that step); records below a partition's replay mark only rebuild
@@ -21,12 +23,13 @@ from numpy.typing import NDArray
 from features.config import WindowConfig
 from features.core import silent_steps
 from features.spec import normalize
+from ingest.contract import MAX_TS_MS
 from ingest.dlq import DeadLetter, dead_letter
 from ingest.featurestage import settle_replay
 from models.backend import aligned_empty
 from models.buffers import MachineBuffers, window_mask
 from models.featuredecode import decode_fast
-from models.predictions import Prediction
+from models.predictions import Prediction, check_equipment_id
 from models.servable import Servable
 
 REWIND_REFRESH_S = 2.0
@@ -37,13 +40,16 @@ REWIND_REFRESH_S = 2.0
 class Batch:
     """Records polled since the last commit: queued windows, dead letters, next offsets.
 
-    ``windows`` rows are ``(equipment_id, window_end, age, steps)``; their (L, F) features
-    are the first rows of ``x``, in the same order: a window is copied once, when its step
+    ``windows`` rows are ``(equipment_id, window_end, age, steps)``, ``sources`` the
+    ``(partition, message)`` of the feature record that closed each (a prediction Kafka
+    cannot take dead-letters it); their (L, F) features are the first rows of ``x``, in
+    the same order: a window is copied once, when its step
     arrives, into a 64-byte-aligned buffer that the model takes without another copy
     (:func:`models.backend.host_input`). The :class:`Batcher` grows and recycles buffers.
     """
 
     windows: list[tuple[str, int, int, int]] = field(default_factory=list)
+    sources: list[tuple[Any, Any]] = field(default_factory=list)
     x: NDArray[np.float32] | None = None
     dead: list[DeadLetter] = field(default_factory=list)
     offsets: dict[Any, int] = field(default_factory=dict)
@@ -145,6 +151,15 @@ class Batcher:
         record, reason = decode_fast(raw)
         if record is None:
             return None, "not_a_feature_record", str(reason)
+        # What the predictions carry on (InfluxDB tags and times): the contract's rules.
+        bad_id = check_equipment_id(record.equipment_id)
+        if bad_id is not None:
+            return None, "not_a_feature_record", bad_id
+        if not 0 <= record.step_start < record.step_end <= MAX_TS_MS:
+            return None, "not_a_feature_record", (
+                f"fields 'step_start'/'step_end': {record.step_start}/{record.step_end}: "
+                f"expected ms in 0..{MAX_TS_MS}, start < end"
+            )  # fmt: skip
         if record.config != self.fingerprint:
             return None, "config_mismatch", (
                 f"field 'config': value {record.config!r} is not the scorer's feature rules: "
@@ -170,26 +185,23 @@ class Batcher:
                 if record is not None:
                     good.append((message, record))
                 elif not replaying:
-                    batch.dead.append(
-                        dead_letter(
-                            tp.topic,
-                            tp.partition,
-                            message.offset,
-                            message.timestamp,
-                            message.key,
-                            message.value,
-                            code,
-                            detail,
-                            stage="score",
-                            source_headers=message.headers,
-                        )
-                    )
-                    batch.reasons[code] += 1
+                    refuse(batch, tp, message, code, detail)
             if good:
                 X = np.stack([r.values for _, r in good])
-                silent = None if self.window is None else silent_steps(X, self.window)
-                Z = normalize(model.artifact.spec, X)
-                self._push(tp, good, Z.astype(np.float32), silent, until, batch, min_steps)
+                with np.errstate(over="ignore"):  # told apart just below
+                    Z = normalize(model.artifact.spec, X).astype(np.float32)
+                beyond = np.isinf(Z).any(axis=1)
+                if beyond.any():  # the same records on a replay: the windows are the same
+                    for i in np.flatnonzero(beyond).tolist():
+                        message = good[i][0]
+                        if until is None or message.offset >= until:
+                            refuse(batch, tp, message, "value_out_of_range", _BEYOND)
+                    keep = ~beyond
+                    good = [good[i] for i in np.flatnonzero(keep).tolist()]
+                    X, Z = X[keep], Z[keep]
+                if good:
+                    silent = None if self.window is None else silent_steps(X, self.window)
+                    self._push(tp, good, Z, silent, until, batch, min_steps)
             settle_replay(tp, batch.offsets, self.replay_until)
 
     def _push(
@@ -224,6 +236,32 @@ class Batcher:
             steps, age = buffers.copy_window(eid, x[queued])
             queued += 1
             batch.windows.append((eid, record.step_end, age, steps))
+            batch.sources.append((tp, message))
+
+
+_BEYOND = (
+    "field 'values': a value lies beyond float32 (about 3.4e38 in magnitude) once normalized "
+    "by the served model's spec: expected values the model can take"
+)
+
+
+def refuse(batch: Batch, tp: Any, message: Any, code: str, detail: str) -> None:
+    """Add the dead letter of a feature record (stage ``score``) to the batch."""
+    batch.dead.append(
+        dead_letter(
+            tp.topic,
+            tp.partition,
+            message.offset,
+            message.timestamp,
+            message.key,
+            message.value,
+            code,
+            detail,
+            stage="score",
+            source_headers=message.headers,
+        )
+    )
+    batch.reasons[code] += 1
 
 
 def score(batch: Batch, m: Servable, step_ms: int, attribution_fraction: float) -> list[Prediction]:

@@ -175,6 +175,9 @@ class TransactionalProducer:
             self.pending.append(value)
         return FakeFuture()
 
+    def flush(self) -> None:
+        pass
+
     def send_offsets_to_transaction(self, offsets: Any, group: Any) -> None:
         self.offsets = offsets
 

@@ -48,6 +48,9 @@ class _Producer:
             self.sent.append(value)
         return FakeFuture()
 
+    def flush(self) -> None:
+        pass
+
     def send_offsets_to_transaction(self, offsets: Any, group: Any) -> None:
         self.commits.append((time.monotonic(), offsets[TP]))
 
