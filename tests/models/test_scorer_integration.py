@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -285,6 +286,10 @@ def test_hot_swap_during_a_stream_has_no_gap_and_no_duplicate(
     reference.proc.send_signal(signal.SIGTERM)
     assert reference.wait() == 0
     ref = _by_key(_read(settings, ref_env["PLANTWATCH_TOPIC_PREDICTIONS"]))
-    assert {k: p for k, p in got.items() if p.model_version == v2} == {
-        k: ref[k] for k, p in got.items() if p.model_version == v2
-    }
+    # Equal to float32 rounding: with TensorFlow 2.21 a window scored in a batch of 32 and
+    # in one of 1,024 was seen to differ in the last bit of its logit (7e-9 in probability).
+    swapped = {k: p for k, p in got.items() if p.model_version == v2}
+    assert set(swapped) <= set(ref)
+    for k, p in swapped.items():
+        assert replace(p, probability=0.0) == replace(ref[k], probability=0.0), k
+        assert p.probability == pytest.approx(ref[k].probability, abs=1e-6), k
