@@ -26,27 +26,54 @@ ROOT = Path(__file__).resolve().parents[1]
 MODES = ("single", "batch", "single+features")
 
 
-def _run(tree: Path, messages: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "ingest.json"
-        subprocess.run(
+# Runs in each tree: bench_ingest's run_once, with the CPU time of the stage's loop (all
+# its threads: kafka-python's fetcher too) beside the wall-clock rate. CPU per sample is
+# the figure that other load on the machine moves least.
+_HARNESS = """
+import json, sys, time
+sys.path.insert(0, "bench")
+import bench_ingest
+import ingest.service as service
+from plantwatch.settings import load_settings
+
+run, cpu = service.IngestService.run, {}
+
+def timed(self, *args, **kwargs):
+    started = time.process_time()
+    try:
+        return run(self, *args, **kwargs)
+    finally:
+        cpu["s"] = time.process_time() - started
+
+service.IngestService.run = timed
+messages, batch, features = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+r = bench_ingest.run_once(load_settings(), messages, batch, 1000, features)
+print(json.dumps({"samples_per_s": r["samples_per_s"],
+                  "cpu_us_per_sample": cpu["s"] * 1e6 / (messages * batch)}))
+"""
+
+
+def _run(tree: Path, messages: int, batch: int) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for mode in MODES:
+        size = batch if mode == "batch" else 1
+        done = subprocess.run(
             [
                 sys.executable,
-                "bench/bench_ingest.py",
-                "--runs",
-                "1",
-                "--messages",
-                str(messages),
-                "--out",
-                str(out),
+                "-c",
+                _HARNESS,
+                str(messages // size),
+                str(size),
+                "1" if mode.endswith("features") else "0",
             ],
             cwd=tree,
             env=dict(os.environ, PYTHONPATH=str(tree)),
             check=True,
-            stdout=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
         )
-        result = json.loads(out.read_text())
-    return {mode: result[mode]["samples_per_s"]["median"] for mode in MODES}
+        out[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -54,10 +81,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="3a82194", help="commit without the checks")
     parser.add_argument("--pairs", "--runs", type=int, default=5)
-    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--messages", type=int, default=100_000, help="samples per run")
+    parser.add_argument("--batch", type=int, default=20, help="samples per batch message")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    runs: dict[str, dict[str, list[float]]] = {"baseline": {}, "current": {}}
+    runs: dict[str, dict[str, dict[str, list[float]]]] = {"baseline": {}, "current": {}}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "baseline"
         subprocess.run(
@@ -70,10 +98,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for pair in range(args.pairs):
                 order = [("baseline", base), ("current", ROOT)]
                 for name, tree in order if pair % 2 == 0 else order[::-1]:
-                    for mode, rate in _run(tree, args.messages).items():
-                        runs[name].setdefault(mode, []).append(rate)
+                    for mode, got in _run(tree, args.messages, args.batch).items():
+                        for key, value in got.items():
+                            runs[name].setdefault(mode, {}).setdefault(key, []).append(value)
                     print(
-                        f"pair {pair + 1} {name}: {runs[name]['single'][-1]:,.0f} samples/s single",
+                        f"pair {pair + 1} {name}: "
+                        + ", ".join(
+                            f"{m} {runs[name][m]['samples_per_s'][-1]:,.0f}/s "
+                            f"{runs[name][m]['cpu_us_per_sample'][-1]:.1f} us"
+                            for m in MODES
+                        ),
                         file=sys.stderr,
                     )
         finally:
@@ -87,25 +121,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "baseline": args.baseline,
     }
     for mode in MODES:
-        old, new = runs["baseline"][mode], runs["current"][mode]
-        ratio = statistics.median(new) / statistics.median(old)
-        result[mode] = {
-            "baseline_samples_per_s": {
-                "median": statistics.median(old),
-                "min": min(old),
-                "max": max(old),
-            },
-            "current_samples_per_s": {
-                "median": statistics.median(new),
-                "min": min(new),
-                "max": max(new),
-            },
-            "ratio": ratio,
-        }
+        entry: dict[str, Any] = {}
+        for key in ("samples_per_s", "cpu_us_per_sample"):
+            old, new = runs["baseline"][mode][key], runs["current"][mode][key]
+            entry[key] = {
+                "baseline": {"median": statistics.median(old), "min": min(old), "max": max(old)},
+                "current": {"median": statistics.median(new), "min": min(new), "max": max(new)},
+                "ratio": statistics.median(new) / statistics.median(old),
+            }
+        result[mode] = entry
+        cpu, rate = entry["cpu_us_per_sample"], entry["samples_per_s"]
         print(
-            f"ingest {mode:<15} with the input checks {statistics.median(new):>9,.0f} samples/s, "
-            f"without ({args.baseline}) {statistics.median(old):>9,.0f}: {ratio:.3f}x "
-            f"(medians of {args.pairs} pairs, {os.cpu_count()} cores)"
+            f"ingest {mode:<15} CPU per sample with the input checks "
+            f"{cpu['current']['median']:.1f} us, without ({args.baseline}) "
+            f"{cpu['baseline']['median']:.1f} us: {cpu['ratio']:.3f}x; samples/s "
+            f"{rate['current']['median']:,.0f} vs {rate['baseline']['median']:,.0f} "
+            f"({rate['ratio']:.3f}x) (medians of {args.pairs} pairs, {os.cpu_count()} cores)"
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
