@@ -187,12 +187,18 @@ def advance_offsets(
 
 
 def insert_ticket(conn: sqlite3.Connection, ticket: Mapping[str, Any]) -> int | None:
-    """Open a ticket unless its incident has one; returns the new id or None."""
+    """Open a ticket unless its incident has one; returns the new id or None.
+
+    One statement that inserts no row when the incident has a ticket: unlike ``INSERT OR
+    IGNORE`` (or ``ON CONFLICT DO NOTHING``), whose ignored rows still take an id from
+    the AUTOINCREMENT sequence, it leaves the ids a count, 1..N without gaps.
+    """
     cols = [c for c in TICKET_COLUMNS if c in ticket]
     cur = conn.execute(
-        f"INSERT OR IGNORE INTO tickets ({','.join(cols)}) "  # noqa: S608 - fixed names
-        f"VALUES ({','.join('?' * len(cols))})",
-        [ticket[c] for c in cols],
+        f"INSERT INTO tickets ({','.join(cols)}) "  # noqa: S608 - fixed names
+        f"SELECT {','.join('?' * len(cols))} "
+        "WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE incident_key = ?)",
+        [*(ticket[c] for c in cols), ticket["incident_key"]],
     )
     return int(cur.lastrowid) if cur.rowcount == 1 and cur.lastrowid is not None else None
 

@@ -167,6 +167,52 @@ def fleet_status(
     return ordered, source
 
 
+def levels_text(settings: Settings) -> str:
+    r"""Which rule raises a machine's level: the alert levels of these settings, in words.
+
+    >>> from plantwatch.settings import load_settings
+    >>> print(levels_text(load_settings(read_env=False)).replace(", ", ",\n"))
+    levels (PLANTWATCH_ALERT_*): WARNING at risk >= 0.5 (OK below 0.4),
+    CRITICAL at >= 0.6 (WARNING below 0.5),
+    after 3 predictions in a row; CRITICAL opens a ticket
+    """
+    s = settings
+    if s.alert_pending_steps:
+        held = f", after {s.alert_pending_steps} predictions in a row"
+    elif s.alert_pending_ms:
+        held = f", after {s.alert_pending_ms / 1000:g} s above"
+    else:
+        held = ""
+    return (
+        f"levels (PLANTWATCH_ALERT_*): WARNING at risk >= {s.alert_warning:g} (OK below "
+        f"{s.alert_warning_reset:g}), CRITICAL at >= {s.alert_critical:g} (WARNING below "
+        f"{s.alert_critical_reset:g}){held}; {s.alert_ticket_level} opens a ticket"
+    )
+
+
+def model_thresholds_text(pairs: Iterable[tuple[str | None, float | None]]) -> str | None:
+    """The models' own thresholds, labelled as what they are (None when there are none).
+
+    >>> print(model_thresholds_text([("m-1", 0.353), ("m-1", 0.353), (None, None)]))
+    model threshold 0.353 (model m-1's own, chosen on its validation windows; it sets no level)
+    """
+    seen = dict.fromkeys((v, t) for v, t in pairs if t is not None)
+    if not seen:
+        return None
+    if len(seen) == 1:
+        ((version, threshold),) = seen
+        owner = f"model {version}'s own" if version else "the model's own"
+        return (
+            f"model threshold {threshold:.3f} ({owner}, chosen on its validation windows; "
+            "it sets no level)"
+        )
+    listed = ", ".join(f"{v or '?'} {t:.3f}" for v, t in seen)
+    return (
+        f"model thresholds {listed} (each model's own, chosen on its validation windows; "
+        "they set no level)"
+    )
+
+
 def stage_groups(settings: Settings, extra: Sequence[str] = ()) -> list[tuple[str, str]]:
     """``(stage, group id)`` of each stage (from the settings) and of extra groups."""
     groups = [

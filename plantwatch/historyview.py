@@ -51,8 +51,20 @@ def text_table(header: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
-def summary_lines(frame: pd.DataFrame, equipment_id: str, every: str, limit: int = 20) -> list[str]:
-    """A readable summary: range, sensor statistics, risk, alerts and tickets."""
+def summary_lines(
+    frame: pd.DataFrame,
+    equipment_id: str,
+    every: str,
+    limit: int = 20,
+    levels: str | None = None,
+) -> list[str]:
+    """A readable summary: range, sensor statistics, risk, alerts and tickets.
+
+    ``levels`` says which rule raises the level (:func:`plantwatch.fleet.levels_text`);
+    the model's own threshold is shown as that, not as an alert level.
+    """
+    from plantwatch.fleet import model_thresholds_text
+
     lines = [
         f"equipment {equipment_id}: {len(frame)} rows from {iso(frame.index[0])} "
         f"to {iso(frame.index[-1])} ({every})"
@@ -87,10 +99,15 @@ def summary_lines(frame: pd.DataFrame, equipment_id: str, every: str, limit: int
         lines += [
             "",
             f"risk: {len(risk)} predictions; latest {risk.iloc[-1]:.3f} "
-            f"({level if isinstance(level, str) else '?'}, "
-            f"threshold {_number(frame.at[at, 'threshold'])}) at {iso(at)}; "
+            f"(level {level if isinstance(level, str) else '?'}) at {iso(at)}; "
             f"max {risk.max():.3f} at {iso(peak)}",
         ]
+        if levels:
+            lines.append(f"  {levels}")
+        thresholds = frame["threshold"].dropna()
+        model = model_thresholds_text((None, float(t)) for t in thresholds.unique())
+        if model:
+            lines.append(f"  {model}")
     else:
         lines += ["", "risk: no predictions in range"]
     for column, title in (("alert", "alerts"), ("ticket", "tickets")):
@@ -103,8 +120,17 @@ def summary_lines(frame: pd.DataFrame, equipment_id: str, every: str, limit: int
     return lines
 
 
-def plot_history(frame: pd.DataFrame, path: Path, title: str, max_sensors: int = 12) -> None:
-    """A PNG: one panel per sensor, a risk panel with its threshold; alerts and tickets as lines.
+def plot_history(
+    frame: pd.DataFrame,
+    path: Path,
+    title: str,
+    max_sensors: int = 12,
+    levels: dict[str, float] | None = None,
+) -> None:
+    """A PNG: one panel per sensor, a risk panel; alerts and tickets as vertical lines.
+
+    The risk panel shows the alert ``levels`` that raise WARNING and CRITICAL (e.g.
+    ``{"WARNING": 0.5, "CRITICAL": 0.6}``) and, dotted grey, the model's own threshold.
 
     Alert transitions are red (to CRITICAL), orange (to WARNING) or green (back to OK)
     vertical lines; ticket changes are dashed blue ones.
@@ -124,13 +150,16 @@ def plot_history(frame: pd.DataFrame, path: Path, title: str, max_sensors: int =
     risk_ax = axes[-1, 0]
     risk = frame["risk"].dropna()
     risk_ax.plot(risk.index, risk.to_numpy(), color="black", lw=1.1, label="risk")
+    colors = {"CRITICAL": "red", "WARNING": "orange", "OK": "green"}
+    for name, value in (levels or {}).items():
+        risk_ax.axhline(value, color=colors.get(name, "purple"), ls="--", lw=0.9,
+                        label=f"{name} level {value:g}")  # fmt: skip
     threshold = frame["threshold"].dropna()
     if len(threshold):
-        risk_ax.step(threshold.index, threshold.to_numpy(), where="post", color="red",
-                     ls="--", lw=0.9, label="threshold")  # fmt: skip
+        risk_ax.step(threshold.index, threshold.to_numpy(), where="post", color="grey",
+                     ls=":", lw=0.9, label="model threshold (sets no level)")  # fmt: skip
     risk_ax.set_ylim(0, 1)
     risk_ax.set_ylabel("risk", rotation=0, ha="right", fontsize=8)
-    colors = {"CRITICAL": "red", "WARNING": "orange", "OK": "green"}
     for when, text in frame["alert"].dropna().items():
         to = str(text).split("->", 1)[-1].split(" ", 1)[0].split(";", 1)[0]
         for ax in axes[:, 0]:

@@ -6,21 +6,38 @@
 # for a bounded time with live status lines, and end with a summary next to the
 # simulator's ground truth plus a PNG report.
 #
+# Each run gets topics, consumer groups, an InfluxDB bucket and a ticket store of its own
+# (so a second run never mixes with the first) and saves them as the current profile
+# (`plantwatch profile show`): the README tour's commands (`plantwatch status`, `tickets`,
+# `history`, `report`, `dead-letters`) then show the newest run with no settings;
+# `plantwatch profile clear` goes back to the defaults.
+#
 # Knobs (environment): DEMO_MACHINES (40), DEMO_STEPS (480 one-minute steps per machine),
 # DEMO_RATE (messages/s, 600), PLANTWATCH_MODELS_DIR (default .state/demo/models).
 # The services keep running afterwards; stop them with `.venv/bin/plantwatch services down`.
 set -euo pipefail
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-3}"  # TensorFlow C++ start-up noise
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 pw=.venv/bin/plantwatch
 started=$(date +%s)
-$pw services up
-$pw smoke
 
 demo_dir="$PWD/.state/demo"
 export PLANTWATCH_MODELS_DIR="${PLANTWATCH_MODELS_DIR:-$demo_dir/models}"
 machines="${DEMO_MACHINES:-40}" steps="${DEMO_STEPS:-480}" rate="${DEMO_RATE:-600}"
+run="demo-$(date +%Y%m%d-%H%M%S)"
+for t in telemetry telemetry.dlq features features.dlq predictions predictions.dlq \
+  maintenance.events maintenance.tickets maintenance.feedback; do
+  var="PLANTWATCH_TOPIC_$(echo "$t" | sed 's/^maintenance\.//; s/\./_/g' | tr a-z A-Z)"
+  export "$var=$run.$t"
+done
+export PLANTWATCH_INGEST_GROUP="$run-ingest" PLANTWATCH_SCORER_GROUP="$run-scorer"
+export PLANTWATCH_ALERT_GROUP="$run-alerting" PLANTWATCH_ALERT_DB="$demo_dir/$run/alerts.db"
+export PLANTWATCH_INFLUX_BUCKET="$run" PLANTWATCH_INGEST_WRITE_INFLUX=true  # sensors for `history`
+mkdir -p "$demo_dir/$run"
+$pw profile clear >/dev/null  # the previous run's profile must not fill in this run's settings
+$pw services up               # also creates this run's bucket and topics
+$pw smoke
+$pw profile save "$run"
 # Simulated plant: one reading per machine per minute (= one feature step), a mean life of
 # 300 steps between repairs, 30 steps of repair without telemetry.
 sim=(--interval-ms 60000 --mean-life-steps 300 --repair-steps 30)
@@ -34,18 +51,7 @@ if ! compgen -G "$PLANTWATCH_MODELS_DIR/*/spec.json" >/dev/null; then
     --out "$PLANTWATCH_MODELS_DIR/sim-$(date +%Y%m%d-%H%M%S)"
 fi
 
-# Each run gets topics, consumer groups and a ticket store of its own, so a second demo
-# never looks like a replay of the first.
-run="demo-$(date +%Y%m%d-%H%M%S)"
-for t in telemetry telemetry.dlq features features.dlq predictions predictions.dlq \
-  maintenance.events maintenance.tickets maintenance.feedback; do
-  var="PLANTWATCH_TOPIC_$(echo "$t" | sed 's/^maintenance\.//; s/\./_/g' | tr a-z A-Z)"
-  export "$var=$run.$t"
-done
-export PLANTWATCH_INGEST_GROUP="$run-ingest" PLANTWATCH_SCORER_GROUP="$run-scorer"
-export PLANTWATCH_ALERT_GROUP="$run-alerting" PLANTWATCH_ALERT_DB="$demo_dir/$run/alerts.db"
-mkdir -p "$demo_dir/$run"
-echo "[demo] run $run: topics $run.*, stage logs in $demo_dir/$run/logs"
+echo "[demo] run $run: topics $run.*, bucket $run, stage logs in $demo_dir/$run/logs"
 
 $pw run --no-services --idle-exit 20 --status-every 5 --log-dir "$demo_dir/$run/logs" &
 pipeline=$!
@@ -62,7 +68,5 @@ hours=$(((steps + 120) / 60 + 1))
 echo "[demo] summary (event time of the last ${hours}h, against the simulator's failures):"
 $pw report --since "${hours}h" --png "$demo_dir/$run/report.png" \
   --json-out "$demo_dir/$run/summary.json"
-echo "[demo] done in $(($(date +%s) - started)) s; history of one machine:" \
-  "$pw history pump-0000 --since ${hours}h --plot pump-0000.png"
-echo "[demo] what ingest refused, by reason:" \
-  "$pw dead-letters --since 1h --topic $run.telemetry.dlq"
+echo "[demo] done in $(($(date +%s) - started)) s. The tour's commands now show this run" \
+  "(profile $run), e.g.: $pw status; $pw tickets list; $pw history pump-0000 --since ${hours}h"

@@ -13,6 +13,7 @@ from plantwatch.cli import (  # noqa: F401 - registers the subcommands
     history,
     ingest,
     models,
+    profile,
     replay,
     report,
     run,

@@ -39,16 +39,16 @@ from plantwatch.errors import OptionError
     "csv_path",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
-    help="Also write the merged frame to this CSV file (time, sensors, risk, threshold, "
-    "level, top_sensors, alert, ticket).",
+    help="Also write the merged frame to this CSV file (time, sensors, risk, threshold: the "
+    "model's own, level, top_sensors, alert, ticket).",
 )
 @click.option(
     "--plot",
     "plot_path",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     default=None,
-    help="Also write a PNG: a panel per sensor and one for risk with its threshold; alert "
-    "transitions and ticket changes as vertical lines.",
+    help="Also write a PNG: a panel per sensor and one for risk with the alert levels (and "
+    "the model's own threshold); alert transitions and ticket changes as vertical lines.",
 )
 @click.pass_context
 def history_cmd(
@@ -63,11 +63,12 @@ def history_cmd(
 ) -> None:
     """Show the history of one machine from InfluxDB.
 
-    Reads the measurements telemetry (sensors), failure_risk (risk, threshold, level),
-    alerts and tickets for EQUIPMENT over the range and prints a summary: statistics
-    per sensor, the latest and highest risk, and every alert transition and ticket
-    change. Unknown machines and empty ranges are one-line errors (exit status 2) that
-    list the known machines or the time span the machine does have data for.
+    Reads the measurements telemetry (sensors), failure_risk (risk, level, the model's
+    threshold), alerts and tickets for EQUIPMENT over the range and prints a summary:
+    statistics per sensor, the latest and highest risk with the alert levels that set
+    the level (PLANTWATCH_ALERT_*), and every alert transition and ticket change.
+    Unknown machines and empty ranges are one-line errors (exit status 2) that list the
+    known machines or the time span the machine does have data for.
     """
     from plantwatch.connections import influx_client, influx_errors
     from plantwatch.flux import auto_every, flux_duration, parse_every, parse_range
@@ -83,7 +84,9 @@ def history_cmd(
     with influx_errors(settings), influx_client(settings) as client:
         frame = fetch_history(client, settings, query)
     described = "raw readings" if window is None else f"sensor means per {flux_duration(window)}"
-    for line in summary_lines(frame, equipment_id, described):
+    from plantwatch.fleet import levels_text
+
+    for line in summary_lines(frame, equipment_id, described, levels=levels_text(settings)):
         click.echo(line)
     if csv_path is not None:
         try:
@@ -93,7 +96,12 @@ def history_cmd(
         click.echo(f"\nwrote {len(frame)} rows to {csv_path}")
     if plot_path is not None:
         try:
-            plot_history(frame, plot_path, f"{equipment_id}: {since} to {until or 'now'}")
+            plot_history(
+                frame,
+                plot_path,
+                f"{equipment_id}: {since} to {until or 'now'}",
+                levels={"WARNING": settings.alert_warning, "CRITICAL": settings.alert_critical},
+            )
         except OSError as exc:
             raise OptionError(
                 "--plot", str(plot_path), f"a writable file ({exc.strerror})"

@@ -35,27 +35,61 @@ class _Group(click.Group):
     epilog=SECRETS_HELP,
 )
 @click.version_option(__version__, prog_name="plantwatch")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show debug logs, and the third-party logs that are off by default (TensorFlow's "
+    "start, the Kafka client): the same as --log-level debug.",
+)
 @settings_options
 @click.pass_context
-def cli(ctx: click.Context, /, **options: Any) -> None:
+def cli(ctx: click.Context, /, verbose: bool, **options: Any) -> None:
     """plantwatch: streaming predictive maintenance on Kafka, Keras and InfluxDB.
 
     Every option below can also be set by the environment variable shown in its help;
-    options given on the command line win. Run `plantwatch COMMAND --help` for a command.
+    options given on the command line win, then the environment, then the current profile
+    (`plantwatch profile`). Run `plantwatch COMMAND --help` for a command.
     """
-    # TensorFlow's C++ log (read when it is imported, in the commands that train or score):
-    # without a GPU it reports a failed CUDA start as an error. Our own logs name the device;
-    # TF_CPP_MIN_LOG_LEVEL=0 brings TensorFlow's back.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from plantwatch.quiet import quiet_third_party
+
+    if verbose:
+        options["log_level"] = "debug"
+    # Before any command imports TensorFlow (which reads its log settings once, on import).
+    quiet_third_party(verbose=_raw_setting("log_level", options).lower() == "debug")
     ctx.obj = options
 
 
+def _raw_setting(name: str, options: dict[str, Any]) -> str:
+    """A setting's value as given (option, environment, profile), before validation."""
+    from plantwatch.profile import profile_path, read_profile
+    from plantwatch.settings import env_name
+
+    if options.get(name) is not None:
+        return str(options[name])
+    variable = env_name(name)
+    for key, value in os.environ.items():
+        if key.upper() == variable:
+            return value
+    try:
+        profile = read_profile(profile_path(options))
+    except PlantwatchError:  # reported when the command reads its settings
+        return ""
+    return "" if profile is None else profile.settings.get(variable, "")
+
+
 def configure_logging() -> None:
-    """Timestamped INFO logs for services; the Kafka client's chatter only from WARNING up."""
+    """Timestamped logs for services from PLANTWATCH_LOG_LEVEL (info) on.
+
+    Third-party loggers are quieted by the root command (:mod:`plantwatch.quiet`).
+    """
     import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    ctx = click.get_current_context(silent=True)
+    level = settings_from(ctx).log_level if ctx is not None else "info"
+    logging.basicConfig(
+        level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(message)s"
+    )
 
 
 def settings_from(ctx: click.Context) -> Settings:

@@ -54,6 +54,24 @@ def down_cmd(ctx: click.Context, purge: bool) -> None:
 @services_group.command("status")
 @click.pass_context
 def status_cmd(ctx: click.Context) -> None:
-    """Say which service runs where (pid, endpoint, logs)."""
-    for line in local.status(settings_from(ctx)):
+    """Say which service runs where (pid, endpoint, logs), and the current profile."""
+    from plantwatch.profile import path_of, read_profile
+    from plantwatch.services.process import status_line
+    from plantwatch.settings import Settings
+
+    settings = settings_from(ctx)
+    for line in local.status(settings):
         click.echo(line)
+    path = path_of(settings)
+    profile = read_profile(path, Settings)
+    if profile is None:
+        click.echo(status_line("profile", "none", f"({path})"))
+    else:
+        click.echo(
+            status_line(
+                "profile",
+                profile.name,
+                f"{path} ({len(profile.settings)} settings; `plantwatch profile show`, "
+                "`plantwatch profile clear`)",
+            )
+        )

@@ -36,7 +36,10 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
     """Show the fleet: latest risk and level per machine, open tickets, lag, dead letters.
 
     Risk and level come from the InfluxDB measurement failure_risk (each machine's
-    newest prediction within --since), open tickets from the alerting store file
+    newest prediction within --since); the level follows the alert levels of the settings
+    (PLANTWATCH_ALERT_WARNING, _CRITICAL, their resets and _PENDING_STEPS), printed above
+    the table; the model's own threshold, printed below it, raises no level. Open
+    tickets come from the alerting store file
     (PLANTWATCH_ALERT_DB) when it exists, else from the tickets measurement. Lag is the
     number of records each stage's consumer group has not committed yet; a group that
     never committed shows "not started". Dead letters are the records the stages refused
@@ -46,7 +49,13 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
     from plantwatch import deadletters
     from plantwatch.connections import influx_client, influx_errors, kafka_errors
     from plantwatch.deadletters import count_letters, dlq_topics
-    from plantwatch.fleet import fleet_status, group_lags, stage_groups
+    from plantwatch.fleet import (
+        fleet_status,
+        group_lags,
+        levels_text,
+        model_thresholds_text,
+        stage_groups,
+    )
     from plantwatch.flux import parse_when
 
     settings = settings_from(ctx)
@@ -78,6 +87,18 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
             "since": start.isoformat().replace("+00:00", "Z"),
             "bucket": settings.influx_bucket,
             "tickets_source": source,
+            "alert_levels": {
+                name: getattr(settings, f"alert_{name}")
+                for name in (
+                    "warning",
+                    "warning_reset",
+                    "critical",
+                    "critical_reset",
+                    "pending_steps",
+                    "pending_ms",
+                    "ticket_level",
+                )
+            },
             "machines": [vars(m) for m in machines],
             "groups": [g.to_doc() for g in lags],
             "dead_letters": None if dead is None else _dead_doc(dead, dlq_names),
@@ -88,20 +109,17 @@ def status_cmd(ctx: click.Context, since: str, groups: tuple[str, ...], as_json:
     from plantwatch.historyview import text_table
 
     click.echo(f"machines ({len(machines)}; risk since {since}; open tickets from {source})")
+    click.echo(f"  {levels_text(settings)}")
     rows = [
-        [
-            m.equipment_id,
-            _number(m.risk),
-            m.level or "-",
-            _number(m.threshold),
-            m.time or "-",
-            str(m.open_tickets),
-        ]
+        [m.equipment_id, _number(m.risk), m.level or "-", m.time or "-", str(m.open_tickets)]
         for m in machines
     ]
     if rows:
-        for line in text_table(["equipment", "risk", "level", "threshold", "time", "open"], rows):
+        for line in text_table(["equipment", "risk", "level", "time", "open"], rows):
             click.echo(f"  {line}")
+        models = model_thresholds_text((m.model_version, m.threshold) for m in machines)
+        if models:
+            click.echo(f"  {models}")
     else:
         click.echo("  no predictions or tickets yet (is `plantwatch alert` running?)")
     click.echo("\nconsumer groups")

@@ -342,11 +342,16 @@ class InfluxService:
                 "id"
             ]
             progress(f"[influxdb] created org {self.org!r}")
-        buckets = self._api(
-            "GET",
-            f"{self.url}/api/v2/buckets?orgID={org_id}&name={quote(self.bucket)}",
-            headers=auth,
-        )
+        try:
+            buckets = self._api(
+                "GET",
+                f"{self.url}/api/v2/buckets?orgID={org_id}&name={quote(self.bucket)}",
+                headers=auth,
+            )
+        except ServiceError as exc:  # v2.8 answers a missing bucket with 404
+            if "404" not in str(exc):
+                raise
+            buckets = {"buckets": []}
         if not (isinstance(buckets, dict) and buckets.get("buckets")):
             self._api(
                 "POST",

@@ -49,6 +49,25 @@ def test_one_ticket_per_incident(tmp_path: Path) -> None:
         store.get_ticket(conn, 9)
 
 
+def test_ticket_ids_count_without_gaps(tmp_path: Path) -> None:
+    """A replayed incident takes no id: ids stay 1..N (INSERT OR IGNORE took one each time)."""
+    conn = store.connect(tmp_path / "a.sqlite")
+    ids = []
+    for i in range(4):
+        t = _ticket(f"pump-{i}")
+        with store.transaction(conn):
+            ids.append(store.insert_ticket(conn, t))
+            for _ in range(3):  # the same incident again: a replay, a restart, a second instance
+                assert store.insert_ticket(conn, t) is None
+        assert store.insert_ticket(store.connect(tmp_path / "a.sqlite"), t) is None
+    conn.execute("BEGIN IMMEDIATE")  # a batch rolled back (another instance moved first)
+    assert store.insert_ticket(conn, _ticket("pump-9")) == 5
+    conn.execute("ROLLBACK")
+    ids.append(store.insert_ticket(conn, _ticket("pump-5")))
+    assert ids == [1, 2, 3, 4, 5]
+    assert [r["id"] for r in store.list_tickets(conn)] == [5, 4, 3, 2, 1]
+
+
 def test_offsets_compare_and_set(tmp_path: Path) -> None:
     conn = store.connect(tmp_path / "a.sqlite")
     with store.transaction(conn):

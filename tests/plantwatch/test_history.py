@@ -150,9 +150,11 @@ def test_csv_and_summary(tmp_path: Path) -> None:
         "2025-01-01T00:00:00.000Z,70.0,,,,,,\n"
         "2025-01-01T00:01:00.000Z,,0.25,0.5,OK,,,\n"
     )
-    text = "\n".join(summary_lines(frame, "p-1", "raw readings"))
+    text = "\n".join(summary_lines(frame, "p-1", "raw readings", levels="levels (rules)"))
     assert "equipment p-1: 2 rows from 2025-01-01T00:00:00.000Z" in text
-    assert "latest 0.250 (OK, threshold 0.5)" in text
+    assert "latest 0.250 (level OK) at 2025-01-01T00:01:00.000Z" in text
+    assert "\n  levels (rules)\n" in text
+    assert "model threshold 0.500 (the model's own, chosen on its validation windows; it " in text
     assert "alerts: 0" in text
     assert "tickets: 0" in text
 

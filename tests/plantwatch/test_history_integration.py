@@ -66,7 +66,9 @@ def test_history_csv_and_plot_hold_every_measurement(machine: str, tmp_path: Pat
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
     assert f"equipment {machine}: 4 rows" in result.output
-    assert "latest 0.800 (CRITICAL, threshold 0.5)" in result.output
+    assert "latest 0.800 (level CRITICAL)" in result.output
+    assert "levels (PLANTWATCH_ALERT_*): WARNING at risk >= " in result.output
+    assert "model threshold 0.500 (the model's own, chosen" in result.output
     assert "2025-01-01T00:02:00.000Z  OK->CRITICAL (p=0.8>=0.5)" in result.output
 
 
