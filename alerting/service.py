@@ -44,7 +44,7 @@ from alerting.metrics import AlertMetrics
 from alerting.rules import Rules, Silences
 from alerting.state import AlertEvent, MachineState, check_deadman, opens_ticket, step
 from alerting.tickets import new_ticket
-from ingest.dlq import DeadLetter, dead_letter
+from ingest.dlq import DeadLetter, letter_of
 from models.predictions import Prediction, decode_prediction
 from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
 from plantwatch.influxlines import isolate
@@ -179,20 +179,7 @@ class AlertingService:
                 "unknown_model_version",
             )
         if p is None or reason is not None:
-            b.dead.append(
-                dead_letter(
-                    tp.topic,
-                    tp.partition,
-                    msg.offset,
-                    msg.timestamp,
-                    msg.key,
-                    msg.value,
-                    code,
-                    reason or "",
-                    stage="alerting",
-                    source_headers=msg.headers,
-                )
-            )
+            b.dead.append(letter_of(tp, msg, code, reason or "", "alerting"))
             b.reasons[code] += 1
             return
         st = self._state(p.equipment_id, tp.partition)
@@ -344,20 +331,7 @@ class AlertingService:
                 f"({what}): {refused[0][1].detail}"
             )
             log.warning("alert: partition %d offset %d: %s", tp.partition, msg.offset, detail)
-            b.dead.append(
-                dead_letter(
-                    tp.topic,
-                    tp.partition,
-                    msg.offset,
-                    msg.timestamp,
-                    msg.key,
-                    msg.value,
-                    "sink_refused",
-                    detail,
-                    stage="alerting",
-                    source_headers=msg.headers,
-                )
-            )
+            b.dead.append(letter_of(tp, msg, "sink_refused", detail, "alerting"))
             b.reasons["sink_refused"] += 1
 
     def _refused_of(self, lines: list[str]) -> list[tuple[str, RefusedWriteError]]:

@@ -13,15 +13,13 @@ chosen.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+from _common import machine, run_header, summarize, write_result
 from bench_simulator import _run_once
 
 from ingest.simulator import SimulatorConfig, messages
@@ -56,6 +54,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    before = machine()
     single: dict[str, list[float]] = {c: [] for c in CODECS}
     batched: dict[str, list[float]] = {c: [] for c in CODECS}
     for r in range(args.rounds):
@@ -72,24 +71,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 file=sys.stderr,
             )
     sizes = batch_sizes()
-    result: dict[str, Any] = {"cores": os.cpu_count(), "rounds": args.rounds, "codecs": {}}
+    result: dict[str, Any] = run_header(before, args.rounds) | {"codecs": {}}
     base = statistics.median(single["none"])
     for codec in CODECS:
-        s, b = single[codec], batched[codec]
+        s, b = summarize(single[codec]), summarize(batched[codec])
         result["codecs"][codec] = {
-            "single_messages_per_s": {"median": statistics.median(s), "min": min(s), "max": max(s)},
-            "batch_samples_per_s": {"median": statistics.median(b), "min": min(b), "max": max(b)},
+            "single_messages_per_s": s,
+            "batch_samples_per_s": b,
             "bytes_of_16k_batch": sizes[codec],
         }
         print(
-            f"producer {codec:<6}: {statistics.median(s):>9,.0f} msg/s single "
-            f"({statistics.median(s) / base:.2f}x none), {statistics.median(b):>9,.0f} "
+            f"producer {codec:<6}: {s['median']:>9,.0f} msg/s single "
+            f"({s['median'] / base:.2f}x none), {b['median']:>9,.0f} "
             f"samples/s batch, 16 KiB batch -> {sizes[codec]:,} bytes "
             f"(median of {args.rounds}, {os.cpu_count()} cores)"
         )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
+    print(result["busy"])
+    write_result(args.out, result)
     return result
 
 

@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from _common import machine, run_header, summarize, write_result
+
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("single", "batch", "single+features")
 
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--batch", type=int, default=20, help="samples per batch message")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    before = machine()
     runs: dict[str, dict[str, dict[str, list[float]]]] = {"baseline": {}, "current": {}}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "baseline"
@@ -114,9 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False
             )
-    result: dict[str, Any] = {
-        "cores": os.cpu_count(),
-        "pairs": args.pairs,
+    result: dict[str, Any] = run_header(before, args.pairs) | {
         "messages": args.messages,
         "baseline": args.baseline,
     }
@@ -125,8 +126,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for key in ("samples_per_s", "cpu_us_per_sample"):
             old, new = runs["baseline"][mode][key], runs["current"][mode][key]
             entry[key] = {
-                "baseline": {"median": statistics.median(old), "min": min(old), "max": max(old)},
-                "current": {"median": statistics.median(new), "min": min(new), "max": max(new)},
+                "baseline": summarize(old),
+                "current": summarize(new),
                 "ratio": statistics.median(new) / statistics.median(old),
             }
         result[mode] = entry
@@ -138,9 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{rate['current']['median']:,.0f} vs {rate['baseline']['median']:,.0f} "
             f"({rate['ratio']:.3f}x) (medians of {args.pairs} pairs, {os.cpu_count()} cores)"
         )
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2))
+    print(result["busy"])
+    write_result(args.out, result)
     return result
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 REASON = "plantwatch.reason"
 DETAIL = "plantwatch.detail"
@@ -127,6 +128,22 @@ def dead_letter(
             break
         headers.append((k, v))
     return DeadLetter(key, value, headers)
+
+
+def letter_of(tp: Any, message: Any, reason: str, detail: str, stage: str = "ingest") -> DeadLetter:
+    """:func:`dead_letter` of a consumed record (kafka-python's ``ConsumerRecord``) of ``tp``."""
+    return dead_letter(
+        tp.topic,
+        tp.partition,
+        message.offset,
+        message.timestamp,
+        message.key,
+        message.value,
+        reason,
+        detail,
+        stage=stage,
+        source_headers=message.headers,
+    )
 
 
 def headers_of(headers: Sequence[tuple[str, bytes]] | None) -> dict[str, str]:

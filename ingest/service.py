@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.contract import DEFAULT_LIMITS, Limits, Telemetry, validate
-from ingest.dlq import DeadLetter, dead_letter
+from ingest.dlq import DeadLetter, letter_of
 from ingest.featurestage import (
     FeatureOutput,
     FeatureStage,
@@ -224,19 +224,6 @@ class IngestService:
                 )
 
     # --- one batch -------------------------------------------------------------------
-    def _dead(self, tp: Any, message: Any, reason: str, detail: str) -> DeadLetter:
-        return dead_letter(
-            tp.topic,
-            tp.partition,
-            message.offset,
-            message.timestamp,
-            message.key,
-            message.value,
-            reason,
-            detail,
-            source_headers=message.headers,
-        )
-
     def _too_late(self, records: Sequence[Telemetry], late: Sequence[Telemetry]) -> str:
         newest = self._guard.newest(late[0].equipment_id)
         floor = (newest or 0) - self.config.lateness_ms
@@ -287,7 +274,7 @@ class IngestService:
             if late:
                 reason, detail = "too_late", self._too_late(records, late)
             if reason and not replaying:
-                batch.dead.append(self._dead(tp, message, reason, detail))
+                batch.dead.append(letter_of(tp, message, reason, detail))
                 batch.reasons[reason] += 1
             by_offset[message.offset] = message
         if self.features is not None and fed:
@@ -302,7 +289,7 @@ class IngestService:
                         f"a sample of {sample.equipment_id!r} (ts {sample.ts_ms}) falls in a "
                         "feature step that was already closed"
                     )
-                    batch.dead.append(self._dead(tp, by_offset[offset], "too_late", detail))
+                    batch.dead.append(letter_of(tp, by_offset[offset], "too_late", detail))
                     batch.reasons["too_late"] += 1
         settle_replay(tp, batch.offsets, self._replay_until)
 
@@ -343,7 +330,7 @@ class IngestService:
             refused = isolate(groups, attempt)
             for (tp, message, records), exc in refused:
                 detail = f"{len(records)} valid sample(s) refused by a sink: {exc.detail}"
-                batch.dead.append(self._dead(tp, message, "sink_refused", detail))
+                batch.dead.append(letter_of(tp, message, "sink_refused", detail))
                 batch.reasons["sink_refused"] += 1
                 batch.valid -= len(records)
                 log.warning(
