@@ -5,7 +5,9 @@ isolated per source message, a tap written once) are timed against the ingest st
 a baseline commit without them (default 3a82194), checked out in a temporary git
 worktree. Each pair runs bench/bench_ingest.py once in each tree (single messages, batch
 messages, single messages with features) against the same broker, the order alternating
-between pairs; medians and the ratio current / baseline per mode are printed and written.
+between pairs, and times the stage's own work without Kafka (process() over in-memory
+records, CPU per sample): the figure other load on the machine moves least. Medians and the
+ratio current / baseline per mode are printed and written.
 
     .venv/bin/python bench/bench_input_checks.py --pairs 5 --out bench/results/input_checks.json
 """
@@ -55,6 +57,68 @@ print(json.dumps({"samples_per_s": r["samples_per_s"],
 """
 
 
+# The stage's own work alone (validation, routing, the sink and DLQ steps, no Kafka): the
+# service's process() over batches of 2,000 in-memory records, fake consumer and producer,
+# best of 30 batches of CPU time. The figure that isolates the checks.
+_STAGE_HARNESS = """
+import sys, time
+from collections import namedtuple
+from ingest.contract import Telemetry, encode, encode_batch
+from ingest.service import IngestConfig, IngestService
+
+TP = namedtuple("TP", "topic partition")
+Msg = namedtuple("Msg", "offset timestamp key value headers")
+
+class Consumer:
+    def assignment(self): return set()
+    def pause(self, *tps): pass
+    def resume(self, *tps): pass
+    def paused(self): return set()
+    def commit(self, offsets): pass
+
+class Future:
+    def add_errback(self, f): return self
+
+class Producer:
+    def send(self, *args, **kwargs): return Future()
+    def flush(self): pass
+
+class Sink:
+    def write(self, records): pass
+    def flush(self): pass
+
+size = int(sys.argv[1])
+service = IngestService(Consumer(), Producer(), [Sink()], IngestConfig())
+base = int(time.time() * 1000) - 3_600_000
+best, offset, n = float("inf"), 0, 2000
+for _ in range(30):
+    msgs = []
+    for i in range(n):
+        eid = f"machine-{i % 1000:05d}"
+        recs = [Telemetry(eid, base + (offset * size + k) * 10, {f"s{j}": float(offset + j) for j in range(8)})
+                for k in range(size)]
+        raw = encode(recs[0]) if size == 1 else encode_batch(recs)
+        msgs.append(Msg(offset, base, eid.encode(), raw, []))
+        offset += 1
+    started = time.process_time()
+    service.process({TP("telemetry", 0): msgs})
+    best = min(best, time.process_time() - started)
+print(best * 1e6 / (n * size))
+"""
+
+
+def _stage(tree: Path, size: int) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", _STAGE_HARNESS, str(size)],
+        cwd=tree,
+        env=dict(os.environ, PYTHONPATH=str(tree)),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def _run(tree: Path, messages: int, batch: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for mode in MODES:
@@ -75,6 +139,7 @@ def _run(tree: Path, messages: int, batch: int) -> dict[str, dict[str, float]]:
             text=True,
         )
         out[mode] = json.loads(done.stdout.strip().splitlines()[-1])
+        out[mode]["stage_us_per_sample"] = _stage(tree, size) if mode != MODES[2] else 0.0
     return out
 
 
@@ -123,7 +188,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     for mode in MODES:
         entry: dict[str, Any] = {}
-        for key in ("samples_per_s", "cpu_us_per_sample"):
+        for key in ("samples_per_s", "cpu_us_per_sample", "stage_us_per_sample"):
+            if mode == MODES[2] and key == "stage_us_per_sample":
+                continue
             old, new = runs["baseline"][mode][key], runs["current"][mode][key]
             entry[key] = {
                 "baseline": summarize(old),
@@ -132,6 +199,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
         result[mode] = entry
         cpu, rate = entry["cpu_us_per_sample"], entry["samples_per_s"]
+        if "stage_us_per_sample" in entry:
+            own = entry["stage_us_per_sample"]
+            print(
+                f"ingest {mode:<15} the stage's own CPU per sample (no Kafka) with the input "
+                f"checks {own['current']['median']:.2f} us, without {own['baseline']['median']:.2f}"
+                f" us: {own['ratio']:.3f}x"
+            )
         print(
             f"ingest {mode:<15} CPU per sample with the input checks "
             f"{cpu['current']['median']:.1f} us, without ({args.baseline}) "
