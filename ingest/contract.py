@@ -60,6 +60,7 @@ def _valid_sensor(name: str) -> bool:
         _SENSORS_SEEN.add(name)
     return True
 
+
 #: Every reason code a Rejection can carry (the DLQ and the metrics use these).
 REASONS = (
     "too_large",
