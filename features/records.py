@@ -57,6 +57,7 @@ MAGIC = b"PWF2"
 """The first bytes of a binary feature record (PlantWatch Features, format 2)."""
 _HEADER = struct.Struct("<4sqqHBH")
 _MAX_VALUES = 0xFFFF
+_NUMBERS = frozenset({int, float, type(None)})  # JSON numbers and null, as orjson reads them
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,7 @@ def decode_feature(raw: bytes | None) -> tuple[FeatureRecord | None, str | None]
         return None, "field 'equipment_id' is missing or not a non-empty string"
     start, end = doc.get("step_start"), doc.get("step_end")
     bad = f"fields 'step_start'/'step_end': {start!r}/{end!r}: expected ms, start < end"
-    if not isinstance(start, int) or not isinstance(end, int) or isinstance(start, bool):
-        return None, bad
-    if end <= start:
+    if type(start) is not int or type(end) is not int or end <= start:  # (a bool is no time)
         return None, bad
     config = doc.get("config")
     if not isinstance(config, str) or not config:
@@ -136,11 +135,15 @@ def decode_feature(raw: bytes | None) -> tuple[FeatureRecord | None, str | None]
     values = doc.get("values")
     if not isinstance(values, list) or not values:
         return None, "field 'values' is missing or empty: expected an array of numbers/null"
+    if not {type(v) for v in values} <= _NUMBERS:  # numpy would take "1.5" and "nan"
+        if any(isinstance(v, bool) for v in values):
+            return None, "field 'values' holds an infinite or boolean value"
+        return None, "field 'values' holds something other than numbers and null"
     try:
         arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    except (TypeError, ValueError):
+    except (OverflowError, TypeError, ValueError):  # (orjson reads no int beyond 64 bits)
         return None, "field 'values' holds something other than numbers and null"
-    if np.isinf(arr).any() or any(isinstance(v, bool) for v in values):
+    if np.isinf(arr).any():
         return None, "field 'values' holds an infinite or boolean value"
     return FeatureRecord(eid, start, end, config, arr), None
 

@@ -2,7 +2,8 @@
 
 :class:`Batcher` decodes one poll's records (refusals become dead letters: what does not
 decode, another config, an ``equipment_id`` or a time that the predictions could not carry
-downstream, values beyond float32 once normalized), normalizes them with the served
+downstream, a step that is not one of the feature rules' steps, values beyond float32 once
+normalized), normalizes them with the served
 model's spec, pushes them into the machines' windows and queues each
 advanced window that has at least ``min_steps`` real steps and whose step had a reading
 (:func:`features.core.silent_steps`: a machine that is down or whose messages were lost
@@ -24,7 +25,7 @@ from features.config import WindowConfig
 from features.core import silent_steps
 from features.spec import normalize
 from ingest.contract import MAX_TS_MS
-from ingest.dlq import DeadLetter, dead_letter
+from ingest.dlq import DeadLetter, letter_of
 from ingest.featurestage import settle_replay
 from models.backend import aligned_empty
 from models.buffers import MachineBuffers, window_mask
@@ -160,6 +161,15 @@ class Batcher:
                 f"fields 'step_start'/'step_end': {record.step_start}/{record.step_end}: "
                 f"expected ms in 0..{MAX_TS_MS}, start < end"
             )  # fmt: skip
+        step_ms = self.buffers.step_ms
+        if record.step_start % step_ms or record.step_end - record.step_start != step_ms:
+            # Not a step of the rules: its window_end would not be the step's own (two
+            # records of other steps could end at the same time: two predictions of one key).
+            return None, "not_a_feature_record", (
+                f"fields 'step_start'/'step_end': {record.step_start}/{record.step_end}: "
+                f"expected one step of the feature rules: a multiple of {step_ms} ms, and "
+                f"{step_ms} ms later"
+            )  # fmt: skip
         if record.config != self.fingerprint:
             return None, "config_mismatch", (
                 f"field 'config': value {record.config!r} is not the scorer's feature rules: "
@@ -247,20 +257,7 @@ _BEYOND = (
 
 def refuse(batch: Batch, tp: Any, message: Any, code: str, detail: str) -> None:
     """Add the dead letter of a feature record (stage ``score``) to the batch."""
-    batch.dead.append(
-        dead_letter(
-            tp.topic,
-            tp.partition,
-            message.offset,
-            message.timestamp,
-            message.key,
-            message.value,
-            code,
-            detail,
-            stage="score",
-            source_headers=message.headers,
-        )
-    )
+    batch.dead.append(letter_of(tp, message, code, detail, "score"))
     batch.reasons[code] += 1
 
 

@@ -9,7 +9,9 @@ batch, at any position).
 Attribution is occlusion over sensor groups: for a window, each sensor's features are
 replaced by their normalized mean (0) over the whole window, and the drop of the logit is
 that sensor's contribution; shares are the clipped (>= 0) drops divided by their sum, the
-top :data:`TOP_K` are kept (floored to 4 decimals, so they sum to at most 1). It costs one
+top :data:`TOP_K` are kept (floored to 4 decimals, so they sum to at most 1). A window
+whose drops are not all finite (features near float32's limit overflow a logit: its shares
+would be NaN) gets no top sensors, as one whose logit no sensor lowers. It costs one
 extra window per sensor and is only computed for windows whose probability reaches
 ``attribution_fraction`` x the alert threshold; others get an empty ``top_sensors``.
 """
@@ -144,11 +146,13 @@ class Servable:
         n, groups = len(x), self.groups
         if n == 0:
             return []
-        drops = np.maximum((logits[:, None] - self._occluded(x, mask)).astype(np.float64), 0.0)
+        occluded = self._occluded(x, mask)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: no top sensors below
+            drops = np.maximum((logits[:, None] - occluded).astype(np.float64), 0.0)
         out: list[tuple[tuple[str, float], ...]] = []
         for row in drops:
             total = row.sum()
-            if total <= 0:
+            if not 0 < total < math.inf:  # nothing dropped, or a logit beyond float32: none
                 out.append(())
                 continue
             order = np.argsort(-row, kind="stable")[:TOP_K]

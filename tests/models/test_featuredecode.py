@@ -47,3 +47,34 @@ def test_fast_path_agrees_with_the_codec(raw: bytes | None) -> None:
         )
         np.testing.assert_array_equal(fast[0].values, slow[0].values)
         assert fast[0].values.dtype == slow[0].values.dtype
+
+
+_HEAD = b'{"v":1,"equipment_id":"m","config":"c",'
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [
+        # found by tests/test_fuzz_stages.py: numpy took these, both decoders passed them
+        (_HEAD + b'"step_start":0,"step_end":true,"values":[1]}', "'step_start'/'step_end'"),
+        (_HEAD + b'"step_start":0,"step_end":10,"values":["1.5"]}', "other than numbers"),
+        (_HEAD + b'"step_start":0,"step_end":10,"values":["nan", 1]}', "other than numbers"),
+        (_HEAD + b'"step_start":0,"step_end":10,"values":[" 2 "]}', "other than numbers"),
+        (_HEAD + b'"step_start":0,"step_end":10,"values":[1, false]}', "boolean"),
+    ],
+)
+def test_json_values_and_times_of_other_types_are_refused(raw: bytes, said: str) -> None:
+    for decode in (decode_fast, decode_feature):
+        record, reason = decode(raw)
+        assert record is None
+        assert reason is not None
+        assert said in reason, reason
+
+
+def test_integers_of_64_bits_are_values() -> None:
+    raw = _HEAD + b'"step_start":0,"step_end":10,"values":[18446744073709551615, -1, null]}'
+    for decode in (decode_fast, decode_feature):
+        record, reason = decode(raw)
+        assert reason is None
+        assert record is not None
+        assert record.values[:2].tolist() == [2.0**64, -1.0]

@@ -196,6 +196,30 @@ def test_feature_records_that_downstream_could_not_carry_are_dead_letters(
     assert {eid for eid, _ in scored} == {"m0", "m1", "m2"}
 
 
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (2 * WINDOW.step_ms, 4 * WINDOW.step_ms),  # two steps long: ends where step 3 ends
+        (2 * WINDOW.step_ms, 2 * WINDOW.step_ms + 1),
+        (2 * WINDOW.step_ms + 1, 3 * WINDOW.step_ms + 1),  # not on the rules' step grid
+    ],
+)
+def test_a_record_that_is_not_one_step_of_the_rules_is_a_dead_letter(
+    servable: Servable, start: int, end: int
+) -> None:
+    # Found by tests/test_fuzz_stages.py: the scorer took a record of any length, whose
+    # window_end could then be that of the machine's next step, which made two predictions
+    # of one (equipment_id, window_end).
+    bad = encode_feature("m0", start, end, WINDOW.fingerprint(), machine_values("m0", 2))
+    producer, _service, consumer = _run(servable, _stream({2 * MACHINES: bad}))
+    ((_value, h),) = producer.dead
+    assert (h["reason"], h["source.offset"]) == ("not_a_feature_record", str(2 * MACHINES))
+    assert "expected one step of the feature rules" in h["detail"]
+    scored = producer.scored()
+    assert len(scored) == len(set(scored))
+    assert consumer.committed_offset == MACHINES * STEPS
+
+
 def test_a_prediction_the_broker_refuses_is_dead_lettered_after_one_rebuild(
     servable: Servable,
 ) -> None:

@@ -91,6 +91,38 @@ def test_attribution_shares(served: Servable) -> None:
     assert (("temp", 1.0),) in got
 
 
+@pytest.mark.parametrize(
+    ("logit", "occluded"),
+    [
+        (3e38, -3e38),  # finite, their difference is not (float32)
+        (3e38, -np.inf),
+        (-3e38, np.nan),
+        (np.inf, 3e38),
+        (np.inf, np.inf),
+    ],
+)
+def test_attribution_of_a_window_beyond_float32_is_empty_not_an_error(
+    served: Servable, monkeypatch: pytest.MonkeyPatch, occluded: float, logit: float
+) -> None:
+    # Found by tests/test_fuzz_stages.py: steps of features near float32's limit overflow
+    # the logits; the shares were NaN and math.floor(NaN) stopped the scorer.
+    x, mask = _inputs(3)
+    logits = served.logits(x, mask)
+    others = served.attribute(x, mask, logits)
+    logits[1] = logit
+    real = served._occluded
+
+    def overflowing(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = real(x, mask)
+        out[1, :2] = occluded
+        return out
+
+    monkeypatch.setattr(served, "_occluded", overflowing)
+    tops = served.attribute(x, mask, logits)
+    assert tops[1] == ()
+    assert (tops[0], tops[2]) == (others[0], others[2])  # the other windows as before
+
+
 def test_a_wrong_feature_config_is_refused(tmp_path: Path) -> None:
     path = make_artifact(tmp_path / "v", seed=2)
     other = WindowConfig(sensors=("temp", "vib", "flow"), step_ms=2000, aggregates=("mean",))
