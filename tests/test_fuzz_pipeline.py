@@ -42,7 +42,7 @@ from ingest.contract import validate
 from ingest.dlq import headers_of
 from plantwatch.settings import Settings
 from tests.conftest import group_lag
-from tests.ingest.helpers import read_topic
+from tests.ingest.helpers import ingest_env, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -247,13 +247,7 @@ def test_generated_telemetry_through_the_real_pipeline(
     group = f"{RUN}-ingest"
     tap = tmp_path / "tap.jsonl"
     log = tmp_path / "ingest.log"
-    env = dict(
-        os.environ,
-        PLANTWATCH_TOPIC_TELEMETRY=topic,
-        PLANTWATCH_TOPIC_TELEMETRY_DLQ=f"{topic}.dlq",
-        PLANTWATCH_TOPIC_FEATURES=f"{topic}.features",
-        PLANTWATCH_INGEST_GROUP=group,
-    )
+    env = ingest_env(topic, group)
     with log.open("w") as err:
         stage = subprocess.Popen(
             [sys.executable, "-m", "plantwatch", "ingest", "--influx", "--tap", str(tap)],

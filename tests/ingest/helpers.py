@@ -106,3 +106,16 @@ def influx_rows(settings: Settings, equipment_id: str) -> list[tuple[int, str, f
         for table in tables
         for rec in table.records
     ]
+
+
+def ingest_env(topic: str, group: str) -> dict[str, str]:
+    """The environment of a `plantwatch ingest` of its own: ``topic``, its DLQ and features."""
+    import os
+
+    return dict(
+        os.environ,
+        PLANTWATCH_TOPIC_TELEMETRY=topic,
+        PLANTWATCH_TOPIC_TELEMETRY_DLQ=f"{topic}.dlq",
+        PLANTWATCH_TOPIC_FEATURES=f"{topic}.features",
+        PLANTWATCH_INGEST_GROUP=group,
+    )

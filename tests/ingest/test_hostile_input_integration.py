@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from ingest.contract import Telemetry, encode
 from ingest.dlq import headers_of
 from plantwatch.settings import Settings
 from tests.conftest import group_lag
-from tests.ingest.helpers import influx_rows, read_topic
+from tests.ingest.helpers import influx_rows, ingest_env, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -66,13 +65,7 @@ def librdkafka_produce(
 def run_ingest(
     settings: Settings, topic: str, group: str, tap: Path, *extra: str, idle: float = 4
 ) -> subprocess.CompletedProcess[str]:
-    env = dict(
-        os.environ,
-        PLANTWATCH_TOPIC_TELEMETRY=topic,
-        PLANTWATCH_TOPIC_TELEMETRY_DLQ=f"{topic}.dlq",
-        PLANTWATCH_TOPIC_FEATURES=f"{topic}.features",
-        PLANTWATCH_INGEST_GROUP=group,
-    )
+    env = ingest_env(topic, group)
     return subprocess.run(
         [
             sys.executable,
