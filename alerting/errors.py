@@ -8,18 +8,18 @@ PlantwatchError
 │   ├── TicketError         a ticket command cannot be done (unknown id, bad DB)
 │   ├── DeliveryError       a ticket sink did not take a message (``retryable``)
 │   └── DeadLetterError     Kafka did not acknowledge the dead letters
-└── OutputError             (plantwatch.errors: every stage's InfluxDB writes)
+└── OutputError             (pipeline.errors: every stage's InfluxDB writes)
     ├── TransientWriteError InfluxDB is unavailable for now: pause, retry
     ├── FatalWriteError     InfluxDB refuses this configuration (names the setting)
     └── RefusedWriteError   InfluxDB refuses these points (400/413/422): dead letters
 
-The three write errors are :mod:`plantwatch.errors`' output errors under the names the
-alerting stage has used (:class:`~plantwatch.influxlines.LineWriter` raises them).
+The three write errors are :mod:`pipeline.errors`' output errors under the names the
+alerting stage has used (:class:`~pipeline.influxlines.LineWriter` raises them).
 """
 
 from __future__ import annotations
 
-from plantwatch.errors import (
+from pipeline.errors import (
     FatalOutputError,
     PlantwatchError,
     RefusedOutputError,

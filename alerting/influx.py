@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from alerting.state import AlertEvent
 from models.predictions import Prediction
-from plantwatch.influxlines import LineWriter
+from pipeline.influxlines import LineWriter
 
 
 def _tag(value: str) -> str:
@@ -96,12 +96,12 @@ def ticket_line(
 class InfluxWriter(LineWriter):
     """Synchronous writes of whole batches of lines; raises instead of losing them.
 
-    The one line-protocol writer of every stage (:class:`plantwatch.influxlines.LineWriter`):
+    The one line-protocol writer of every stage (:class:`pipeline.influxlines.LineWriter`):
     ``write(lines)`` returns once InfluxDB acknowledged every line, or raises
     :class:`~alerting.errors.TransientWriteError` (unreachable, timed out, 5xx, 429: retry
     later), :class:`~alerting.errors.FatalWriteError` (token refused, bucket or org
     missing: names the setting) or :class:`~alerting.errors.RefusedWriteError` (HTTP 400,
-    413, 422: the points themselves are refused; :func:`plantwatch.influxlines.isolate`
+    413, 422: the points themselves are refused; :func:`pipeline.influxlines.isolate`
     finds which).
 
     Args:

@@ -19,7 +19,7 @@ them. The store is the truth about alert state, so after a
 rebalance the in-memory cache is dropped and states are read back from it.
 
 InfluxDB's refusal of points (HTTP 400/413/422, e.g. a field type conflict) never stops a
-partition: the write is bisected by source record (:func:`plantwatch.influxlines.isolate`),
+partition: the write is bisected by source record (:func:`pipeline.influxlines.isolate`),
 the other records' points are written, and each refused record goes to the DLQ with
 InfluxDB's words; the state machine keeps what the record did (docs/alerting.md).
 """
@@ -44,11 +44,11 @@ from alerting.metrics import AlertMetrics
 from alerting.rules import Rules, Silences
 from alerting.state import AlertEvent, MachineState, check_deadman, opens_ticket, step
 from alerting.tickets import new_ticket
-from ingest.dlq import DeadLetter, letter_of
 from models.predictions import Prediction, decode_prediction
-from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
-from plantwatch.influxlines import isolate
-from plantwatch.paused import retry_paused
+from pipeline.deadletter import DeadLetter, letter_of
+from pipeline.idle import IdleExit, consumer_lag, kafka_probe
+from pipeline.influxlines import isolate
+from pipeline.paused import retry_paused
 
 log = logging.getLogger("plantwatch.alerting")
 
@@ -308,7 +308,7 @@ class AlertingService:
     def _deliver(self, b: _Batch) -> None:
         """Write the batch's points; each record whose points InfluxDB refuses is a dead letter.
 
-        The write is bisected by source record (:func:`plantwatch.influxlines.isolate`):
+        The write is bisected by source record (:func:`pipeline.influxlines.isolate`):
         every other record's points are written. Of a refused record, each point is then
         tried alone, so that its points InfluxDB takes (an ``alerts`` event beside a refused
         ``failure_risk`` point) are not lost; the record goes to the DLQ, reason
@@ -410,7 +410,7 @@ class AlertingService:
         """Consume until ``stop`` is set (or ``idle_exit_s`` passed without a record).
 
         Idle time counts only while Kafka answers and the consumer has caught up on
-        partitions it owns (:mod:`plantwatch.idle`): an outage or a rebalance is not idle.
+        partitions it owns (:mod:`pipeline.idle`): an outage or a rebalance is not idle.
         """
         emit = on_log or log.info
         self.subscribe()

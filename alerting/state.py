@@ -100,7 +100,7 @@ def opens_ticket(event: AlertEvent, rules: Rules) -> bool:
     """Whether ``event`` opens its incident's ticket (if the incident has none yet).
 
     An unsilenced transition, reminder or end of silence at or above the ticket level;
-    the alerting service and :func:`alerting.offline.replay_tickets` both ask this.
+    the alerting service and :func:`evaluation.replay.replay_tickets` both ask this.
     """
     return (
         event.kind in TICKET_KINDS

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from alerting.errors import DeliveryError, RulesError
-from plantwatch.settings import is_loopback
+from pipeline.hosts import is_loopback
 
 RETRY_STATUS = {408, 425, 429}
 

@@ -4,14 +4,14 @@ The C-MAPSS choice (``bench_cmapss.py``) was made on 100 turbofan engines; this 
 asks the same question for the plant the simulator models (pumps, compressors, fans; one
 reading per minute = one feature step, the ``plant`` feature preset, a mean life of 300
 steps between repairs, 30 steps of repair), through exactly what the CLI runs:
-``models.workflow.train_artifact`` (machine split, training, calibration and threshold on
+``evaluation.workflow.train_artifact`` (machine split, training, calibration and threshold on
 the validation machines) and ``evaluate_artifact`` on a *second fleet* simulated with
 another seed (never seen in training).
 
 Windows are not what users get: the alerting service opens tickets from each machine's
 stream of scores, and a stream loses readings (malformed or too-late messages are
 dead-lettered; the feature step fills the gap). So every model is also judged by its
-tickets (``models.tickets``: the default alert rules replayed over every window's score,
+tickets (``evaluation.tickets``: the default alert rules replayed over every window's score,
 tickets against failures, a ticket counting for a failure within 2 H) on the second
 fleet twice: ``clean`` and ``lost1`` (1% of its readings removed at random, about what
 the demo's 1% malformed and 2% out-of-order messages cost). The ticket figures choose the
@@ -53,10 +53,10 @@ import numpy as np
 from _common import machine, run_header, summarize, write_result
 
 from alerting.rules import Rules
+from evaluation.workflow import evaluate_artifact, train_artifact
 from models.artifact import load_artifact
 from models.data import History, load_history_files
 from models.pipeline import labelled_windows
-from models.workflow import evaluate_artifact, train_artifact
 from plantwatch.presets import PRESETS
 
 WINDOW = PRESETS["plant"]

@@ -30,7 +30,7 @@ import pandas
 
 from ingest.contract import Telemetry
 from ingest.events import MaintenanceEvent
-from plantwatch.errors import PlantwatchError
+from pipeline.errors import PlantwatchError
 
 #: The 3 operating settings and 21 sensors, in file order (the readings of each sample).
 READINGS: tuple[str, ...] = (*(f"setting_{i}" for i in (1, 2, 3)), *(f"s{i}" for i in range(1, 22)))

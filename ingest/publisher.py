@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from plantwatch.errors import PlantwatchError
+from pipeline.errors import PlantwatchError
 
 
 class PublishError(PlantwatchError):

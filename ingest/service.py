@@ -30,21 +30,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest.contract import DEFAULT_LIMITS, Limits, Telemetry, validate
-from ingest.dlq import DeadLetter, letter_of
-from ingest.featurestage import (
-    FeatureOutput,
-    FeatureStage,
-    commit_metadata,
-    parse_rewind,
-    settle_replay,
-)
+from ingest.featurestage import FeatureOutput, FeatureStage
 from ingest.metrics import IngestMetrics
 from ingest.order import OrderGuard
 from ingest.sinks import Sink, TransientSinkError
-from plantwatch.errors import PlantwatchError
-from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
-from plantwatch.influxlines import isolate
-from plantwatch.paused import FIRST_DELAY_S, pause_for, retry_paused
+from pipeline.deadletter import DeadLetter, letter_of
+from pipeline.errors import PlantwatchError
+from pipeline.idle import IdleExit, consumer_lag, kafka_probe
+from pipeline.influxlines import isolate
+from pipeline.paused import FIRST_DELAY_S, pause_for, retry_paused
+from pipeline.rewind import commit_metadata, parse_rewind, settle_replay
 
 log = logging.getLogger("plantwatch.ingest")
 
@@ -315,7 +310,7 @@ class IngestService:
         """Hand the valid samples to each sink in turn; what one refuses becomes a dead letter.
 
         A sink refuses a write whole (InfluxDB's HTTP 400 names one line); the write is
-        bisected by source message (:func:`plantwatch.influxlines.isolate`) so that every
+        bisected by source message (:func:`pipeline.influxlines.isolate`) so that every
         other message is delivered, and the later sinks get only what the earlier took.
         """
         groups = batch.sunk
@@ -456,7 +451,7 @@ class IngestService:
             stop: set it (e.g. from a signal handler) to finish the current batch and return.
             max_messages: return after at least this many records were consumed.
             idle_exit_s: return after this many seconds without a record, counted only
-                while Kafka answers and the consumer has caught up (:mod:`plantwatch.idle`).
+                while Kafka answers and the consumer has caught up (:mod:`pipeline.idle`).
             on_log: where progress lines go (default: the logger).
         """
         emit = on_log or log.info

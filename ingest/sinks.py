@@ -15,10 +15,10 @@ from typing import IO, Any, Protocol
 import orjson
 
 from ingest.contract import Telemetry
-from plantwatch.errors import FatalOutputError, RefusedOutputError, TransientOutputError
-from plantwatch.influxlines import LineWriter
+from pipeline.errors import FatalOutputError, RefusedOutputError, TransientOutputError
+from pipeline.influxlines import LineWriter
 
-# The output errors of every stage (plantwatch.errors), under the names ingest has used.
+# The output errors of every stage (pipeline.errors), under the names ingest has used.
 TransientSinkError = TransientOutputError
 FatalSinkError = FatalOutputError
 RefusedSinkError = RefusedOutputError

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from plantwatch.errors import PlantwatchError
+from pipeline.errors import PlantwatchError
 
 
 class ModelError(PlantwatchError):

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from features.config import WindowConfig
-from ingest.featurestage import commit_metadata, parse_rewind
 from models.buffers import MachineBuffers
 from models.errors import ModelError
 from models.hotswap import ModelWatcher
@@ -48,9 +47,10 @@ from models.predictions import Prediction, encode_prediction
 from models.scoremetrics import ScorerMetrics
 from models.scoring import Batch, Batcher, refuse, score
 from models.servable import Servable, describe
-from plantwatch.connections import KeyPartitions
-from plantwatch.idle import IdleExit, consumer_lag, kafka_probe
-from plantwatch.paused import FIRST_DELAY_S, pause_for
+from pipeline.idle import IdleExit, consumer_lag, kafka_probe
+from pipeline.partitions import KeyPartitions
+from pipeline.paused import FIRST_DELAY_S, pause_for
+from pipeline.rewind import commit_metadata, parse_rewind
 
 log = logging.getLogger("plantwatch.score")
 
@@ -362,7 +362,7 @@ class ScorerService:
 
         One batch at a time is scored on a model thread while the next one fills; batches
         commit in order, the next closes only after the previous one committed. Idle time
-        counts only while Kafka answers and the consumer has caught up (plantwatch.idle).
+        counts only while Kafka answers and the consumer has caught up (pipeline.idle).
         """
         emit = on_log or log.info
         cfg = self.config
@@ -419,7 +419,7 @@ class ScorerService:
                     emit(self._line((self.metrics.records - logged) / (now - last_log)))
                     last_log, logged = now, self.metrics.records
                 # Asked every turn (records reset it); due only while Kafka answers and the
-                # consumer is caught up (plantwatch.idle): a broker outage is not idle time.
+                # consumer is caught up (pipeline.idle): a broker outage is not idle time.
                 if idle.due(bool(polled)) and flight is None and not batch.offsets:
                     break
             done = self.finish(flight) if flight is not None else True

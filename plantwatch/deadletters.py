@@ -1,12 +1,12 @@
 """Reading the dead-letter topics back: what was refused, where, and why.
 
 Every stage sends a record it refuses to its DLQ topic with the original key and value and
-the reason in headers (:mod:`ingest.dlq`). :func:`read_letters` reads them from a point in
+the reason in headers (:mod:`pipeline.deadletter`). :func:`read_letters` reads them from a point in
 time on (committed records only); :class:`Digest` keeps a count per topic, stage and reason
 and the newest letters, so a topic of any size is read in bounded memory.
 
 >>> from types import SimpleNamespace as R
->>> from ingest.dlq import dead_letter
+>>> from pipeline.deadletter import dead_letter
 >>> d = dead_letter("telemetry", 1, 7, 1_000, b"pump-1", b'{"ts": "x"}', "invalid_ts", "field 'ts'")
 >>> rec = R(topic="telemetry.dlq", partition=0, offset=3, timestamp=2_000, headers=d.headers,
 ...         key=d.key, value=d.value)
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest.dlq import PREFIX, REDRIVEN_FROM, headers_of
+from pipeline.deadletter import PREFIX, REDRIVEN_FROM, headers_of
 from plantwatch.settings import Settings
 
 
@@ -237,10 +237,10 @@ def _read_to_ends(consumer: Any, todo: list[Any], ends: dict[Any, int]) -> Itera
     """The records of the ``todo`` partitions from their positions up to ``ends``.
 
     The consumer's other assigned partitions are paused. A partition is done at its end
-    (a trailing transaction marker counts as read, :func:`plantwatch.idle.records_to_read`);
+    (a trailing transaction marker counts as read, :func:`pipeline.idle.records_to_read`);
     reading stops early when nothing came for :data:`STALL_S`.
     """
-    from plantwatch.idle import records_to_read
+    from pipeline.idle import records_to_read
 
     consumer.pause(*(tp for tp in consumer.assignment() if tp not in todo))
     stalled_since = time.monotonic()
@@ -444,7 +444,7 @@ def redrive(
     their copies and their marks (``marks_topic``): a letter counts as redriven exactly
     when both are committed, and a later run skips it. A copy goes to the partition the
     letter came from (one machine's records stay on one partition), carries the record's
-    own headers and :data:`~ingest.dlq.REDRIVEN_FROM`, and is stamped with the current
+    own headers and :data:`~pipeline.deadletter.REDRIVEN_FROM`, and is stamped with the current
     time.
     ``partitions(topic)`` gives a topic's partitions (None or empty: no such topic).
     Counts go into ``result`` as transactions commit (then ``on_commit(result)`` is

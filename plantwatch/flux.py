@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from plantwatch.errors import OptionError
+from pipeline.errors import OptionError
 
 FluxValue = str | int | float | bool | datetime | timedelta | Sequence[str]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from plantwatch.errors import EmptyRangeError, OptionError, UnknownEquipmentError
+from pipeline.errors import EmptyRangeError, OptionError, UnknownEquipmentError
 from plantwatch.flux import flux_params, flux_time
 from plantwatch.settings import Settings
 

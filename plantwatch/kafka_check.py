@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from plantwatch.errors import AuthenticationError, ConnectionCheckError
+from pipeline.errors import AuthenticationError, ConnectionCheckError
 from plantwatch.settings import Settings, env_name
 
 _SASL_HANDSHAKE, _SASL_AUTHENTICATE, _API_VERSIONS = 17, 36, 18

@@ -30,7 +30,7 @@ from typing import Any
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from plantwatch.errors import SettingsError
+from pipeline.errors import SettingsError
 
 PREFIX = "PLANTWATCH_"
 FILE_NAME = "profile.json"

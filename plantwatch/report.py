@@ -9,7 +9,7 @@ Reads, for one event-time range:
   rewrites the same point, so nothing can be doubled there), tickets in the alerting
   store (``alert_db``);
 
-and compares tickets with failures by the rules of :mod:`plantwatch.groundtruth` (a ticket
+and compares tickets with failures by the rules of :mod:`evaluation.groundtruth` (a ticket
 opened less than ``max_lead`` before its machine's last prediction in the range, with no
 failure after it yet, is not judged: it is counted apart, not as a false alarm, as
 ``plantwatch evaluate`` does at the end of a history). The
@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evaluation.groundtruth import Comparison, Failure, Opened, compare, spread
 from plantwatch.flux import FluxValue, flux_params
-from plantwatch.groundtruth import Comparison, Failure, Opened, compare, spread
 from plantwatch.settings import Settings
 
 _RISK_POINTS = """

@@ -5,14 +5,13 @@ options (options win). Only the command line builds a :class:`Settings` from the
 environment, through :func:`load_settings`; every other module receives the frozen
 object (or the parts of it that it needs) as an argument.
 
-A wrong value fails at start with a :class:`~plantwatch.errors.SettingsError` whose
+A wrong value fails at start with a :class:`~pipeline.errors.SettingsError` whose
 one-line message names the setting, the value and what was expected.
 """
 
 from __future__ import annotations
 
 import re
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -28,7 +27,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from plantwatch.errors import SettingsError
+from pipeline.errors import SettingsError
 from plantwatch.profile import ProfileSource, profile_origin
 
 ENV_PREFIX = "PLANTWATCH_"
@@ -105,16 +104,6 @@ def parse_host_port(value: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise ValueError("a port between 1 and 65535")
     return host, port
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine only (``localhost`` or 127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Settings(BaseSettings):

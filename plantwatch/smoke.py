@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 
+from pipeline.errors import ConnectionCheckError
 from plantwatch.connections import (
     influx_client,
     influx_errors,
@@ -13,7 +14,6 @@ from plantwatch.connections import (
     kafka_errors,
     producer_config,
 )
-from plantwatch.errors import ConnectionCheckError
 from plantwatch.settings import Settings
 
 

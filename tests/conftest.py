@@ -29,7 +29,7 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def live_services(settings: Settings) -> Settings:
     """The running Kafka and InfluxDB; fails with the way out when they are not up."""
-    from plantwatch.services.process import port_accepts
+    from devservices.process import port_accepts
 
     host, port = settings.kafka_hosts[0]
     influx = settings.influx_url.split("//", 1)[1]

@@ -49,8 +49,8 @@ def test_simulated_fleet_through_the_whole_pipeline(
     import os
     import sqlite3
 
+    from evaluation.groundtruth import Failure, Opened, compare
     from plantwatch.connections import influx_client
-    from plantwatch.groundtruth import Failure, Opened, compare
     from plantwatch.report import prediction_counts, read_failures, read_topic
     from plantwatch.supervisor import settings_env
 

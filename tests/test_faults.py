@@ -229,7 +229,7 @@ def _publish(settings: Settings, seed: int, publisher_box: dict[str, Any]) -> No
 
 def _dlq_reasons(settings: Settings, topic: str) -> Counter[str]:
     """Dead letters of a topic per ``plantwatch.reason`` header (read_committed)."""
-    from ingest.dlq import reason_of
+    from pipeline.deadletter import reason_of
     from plantwatch.report import read_records
 
     return Counter(reason_of(r.headers)[0] for r in read_records(settings, topic))
@@ -276,10 +276,10 @@ def test_pipeline_survives_injected_faults(
     live_services: Settings, sim_model_dir: Path, unique: str, tmp_path: Path
 ) -> None:
     from alerting import store
+    from devservices.influxdb import InfluxService
+    from devservices.kafka import KafkaService
+    from devservices.process import port_accepts
     from plantwatch.report import read_topic
-    from plantwatch.services.influxdb import InfluxService
-    from plantwatch.services.kafka import KafkaService
-    from plantwatch.services.process import port_accepts
     from plantwatch.supervisor import settings_env
     from plantwatch.topics import ensure_topics, standard_topics
 

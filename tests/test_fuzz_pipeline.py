@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.contract import validate
-from ingest.dlq import headers_of
+from pipeline.deadletter import headers_of
 from plantwatch.settings import Settings
 from tests.conftest import group_lag
 from tests.ingest.helpers import ingest_env, read_topic

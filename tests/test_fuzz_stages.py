@@ -65,7 +65,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.dlq import MAX_LETTER_VALUE, headers_of
+from pipeline.deadletter import MAX_LETTER_VALUE, headers_of
 from plantwatch.settings import Settings
 from tests.conftest import group_lag
 from tests.test_fuzz_pipeline import CODECS, HOSTILE_TEXT, NAMES, SAFE_TEXT

@@ -9,7 +9,7 @@ consume the records sent after the outage and only then stop by themselves, exit
 without any restart. Before the fix each stage counted the outage as idle time and
 stopped with exit 0 about 6 s into it, so the run ended as if the input had ended.
 About a minute; the scorer is left out (it needs a model, and shares the decision,
-:mod:`plantwatch.idle`, with the other two).
+:mod:`pipeline.idle`, with the other two).
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def _text(path: Path) -> str:
 def test_idle_exit_waits_for_the_broker_and_then_finishes_the_work(
     live_services: Settings, unique: str, tmp_path: Path
 ) -> None:
-    from plantwatch.services.kafka import KafkaService
-    from plantwatch.services.process import port_accepts
+    from devservices.kafka import KafkaService
+    from devservices.process import port_accepts
     from plantwatch.supervisor import settings_env
     from plantwatch.topics import ensure_topics, standard_topics
 

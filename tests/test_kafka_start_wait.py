@@ -54,8 +54,8 @@ def _send(settings: Settings, t0: int) -> None:
 def test_a_stage_waits_for_a_broker_that_is_not_up_yet(
     live_services: Settings, unique: str, tmp_path: Path
 ) -> None:
-    from plantwatch.services.kafka import KafkaService
-    from plantwatch.services.process import port_accepts
+    from devservices.kafka import KafkaService
+    from devservices.process import port_accepts
     from plantwatch.supervisor import settings_env
     from plantwatch.topics import ensure_topics, standard_topics
 

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.errors import OptionError, PlantwatchError
 from plantwatch.cli.main import cli, settings_from
 from plantwatch.cli.options import since_option
-from plantwatch.errors import OptionError, PlantwatchError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from evaluation.groundtruth import spread
 from plantwatch.cli.main import cli, configure_logging, settings_from
 from plantwatch.cli.models import (
     DATA_HELP,
@@ -20,7 +21,6 @@ from plantwatch.cli.models import (
     parse_horizon,
     window_of,
 )
-from plantwatch.groundtruth import spread
 
 
 def _ticket_figures(t: dict[str, Any]) -> str:
@@ -152,7 +152,7 @@ def evaluate_cmd(
     open are compared with the failures, as `plantwatch report` does for a live run.
     """
     configure_logging()
-    from models.workflow import evaluate_artifact
+    from evaluation.workflow import evaluate_artifact
     from plantwatch.cli.alert import rules_of
 
     window = window_of(features_config, data)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
+from pipeline.errors import OptionError
 from plantwatch.cli.main import cli, settings_from
 from plantwatch.cli.options import since_option
-from plantwatch.errors import OptionError
 
 
 @cli.command("history")

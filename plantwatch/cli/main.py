@@ -12,9 +12,9 @@ from typing import Any
 import click
 
 from features.config import FeatureConfigError
+from pipeline.errors import PlantwatchError
 from plantwatch import __version__
 from plantwatch.cli.options import SECRETS_HELP, settings_options
-from plantwatch.errors import PlantwatchError
 from plantwatch.settings import Settings, load_settings
 
 

@@ -242,7 +242,7 @@ def train_cmd(
             "(K folds, or M seeds on one split)"
         )
     configure_logging()
-    from models.workflow import train_artifact
+    from evaluation.workflow import train_artifact
 
     window = window_of(features_config, data)
     summary = train_artifact(
@@ -326,7 +326,7 @@ def fine_tune_cmd(
 ) -> None:
     """Fine-tune a model on operator feedback with the training core at a lower rate."""
     configure_logging()
-    from models.workflow import fine_tune_artifact
+    from evaluation.workflow import fine_tune_artifact
 
     n = fine_tune_artifact(
         model_dir,

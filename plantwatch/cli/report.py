@@ -70,8 +70,8 @@ def report_cmd(
     false alarms whose machine failed later, it says how much later (warnings that came
     too early, rather than alarms with no failure behind them).
     """
+    from pipeline.errors import OptionError, PlantwatchError
     from plantwatch.connections import influx_client, influx_errors
-    from plantwatch.errors import OptionError, PlantwatchError
     from plantwatch.flux import parse_duration, parse_range
     from plantwatch.report import build_report, plot_report
 

@@ -10,13 +10,14 @@ from typing import Any
 
 import click
 
+from pipeline.hosts import is_loopback
 from plantwatch.cli.main import cli, configure_logging, settings_from
-from plantwatch.settings import Settings, is_loopback
+from plantwatch.settings import Settings
 
 
 def _services_reachable(settings: Settings) -> list[str]:
     """The local services that are not answering (names), when configured on loopback."""
-    from plantwatch.services.process import port_accepts
+    from devservices.process import port_accepts
 
     missing = []
     host, port = settings.kafka_hosts[0]
@@ -31,8 +32,8 @@ def _services_reachable(settings: Settings) -> list[str]:
 
 def _start_local(settings: Settings) -> bool:
     """Start the local services if needed and possible; True when this call started them."""
-    from plantwatch.errors import PlantwatchError
-    from plantwatch.services import manager
+    from devservices import manager
+    from pipeline.errors import PlantwatchError
 
     missing = _services_reachable(settings)
     if missing:
@@ -51,7 +52,7 @@ def _start_local(settings: Settings) -> bool:
 
 def _stop_local(settings: Settings) -> None:
     """Stop the local services that :func:`_start_local` started."""
-    from plantwatch.services import manager
+    from devservices import manager
 
     for line in manager.down(settings):
         click.echo(f"run: {line}", err=True)
@@ -59,7 +60,7 @@ def _stop_local(settings: Settings) -> None:
 
 def _check_scorers(settings: Settings, scorers: int) -> None:
     """Refuse more scorers than the features topic has partitions (the extra ones idle)."""
-    from plantwatch.errors import PlantwatchError
+    from pipeline.errors import PlantwatchError
     from plantwatch.topics import partitions_of
 
     partitions = partitions_of(settings, settings.topic_features) or settings.topic_partitions
@@ -159,7 +160,7 @@ def run_cmd(
     finishes its batch and commits its offsets.
     """
     configure_logging()
-    from plantwatch.errors import PlantwatchError
+    from pipeline.errors import PlantwatchError
     from plantwatch.supervisor import STAGES, Supervisor, settings_env
 
     settings = settings_from(ctx)

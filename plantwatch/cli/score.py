@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
+from pipeline.errors import PlantwatchError
 from plantwatch.cli.main import cli, configure_logging, install_stop, settings_from
-from plantwatch.errors import PlantwatchError
 
 
 class NoModelError(PlantwatchError):

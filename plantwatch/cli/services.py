@@ -6,7 +6,7 @@ import time
 
 import click
 
-from plantwatch import services as local
+import devservices as local
 from plantwatch.cli.main import cli, settings_from
 
 
@@ -55,8 +55,8 @@ def down_cmd(ctx: click.Context, purge: bool) -> None:
 @click.pass_context
 def status_cmd(ctx: click.Context) -> None:
     """Say which service runs where (pid, endpoint, logs), and the current profile."""
+    from devservices.process import status_line
     from plantwatch.profile import path_of, read_profile
-    from plantwatch.services.process import status_line
     from plantwatch.settings import Settings
 
     settings = settings_from(ctx)

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipeline.errors import ConnectionCheckError
 from plantwatch.cli.main import cli, settings_from
 from plantwatch.cli.options import since_option
-from plantwatch.errors import ConnectionCheckError
 
 if TYPE_CHECKING:
     from plantwatch.deadletters import Counted, Digest

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from alerting import store
-from alerting.offline import replay_tickets
 from alerting.rules import Rules
-from ingest.dlq import reason_of
+from evaluation.replay import replay_tickets
+from pipeline.deadletter import reason_of
 from plantwatch.connections import kafka_config
 from plantwatch.settings import Settings
 from tests.alerting.helpers import (
@@ -109,7 +109,7 @@ def test_influxdb_stopped_mid_stream(
     tmp_path: Path,
     caught_up: Callable[..., None],
 ) -> None:
-    from plantwatch.services.influxdb import InfluxService
+    from devservices.influxdb import InfluxService
 
     s = live_services
     topic = make_topic(f"pred-{unique}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from alerting.offline import replay_tickets
 from alerting.rules import Rules
+from evaluation.replay import replay_tickets
 
 MIN = 60_000
 

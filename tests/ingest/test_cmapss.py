@@ -22,8 +22,8 @@ from ingest.cmapss import (
 )
 from ingest.contract import validate
 from ingest.events import MaintenanceEvent
+from pipeline.errors import PlantwatchError
 from plantwatch.cli import cli
-from plantwatch.errors import PlantwatchError
 from tests.conftest import CMAPSS
 
 needs_cmapss = pytest.mark.skipif(not CMAPSS.exists(), reason="../shared/data/cmapss not present")

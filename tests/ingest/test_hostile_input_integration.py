@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ingest.contract import Telemetry, encode
-from ingest.dlq import headers_of
+from pipeline.deadletter import headers_of
 from plantwatch.settings import Settings
 from tests.conftest import group_lag
 from tests.ingest.helpers import influx_rows, ingest_env, read_topic

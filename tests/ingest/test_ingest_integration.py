@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from ingest.contract import Limits, Telemetry, encode
-from ingest.dlq import reason_of
 from ingest.service import IngestConfig, IngestService
+from pipeline.deadletter import reason_of
 from plantwatch.connections import kafka_config
 from plantwatch.settings import Settings
 from tests.ingest.helpers import ListSink, run_ingest_service

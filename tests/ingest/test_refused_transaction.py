@@ -171,7 +171,7 @@ class _RefusingSink(_Sink):
         self.pending += records
 
     def flush(self) -> None:
-        from plantwatch.errors import RefusedOutputError
+        from pipeline.errors import RefusedOutputError
 
         self.attempts += 1
         pending, self.pending = self.pending, []

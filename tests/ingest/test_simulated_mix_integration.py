@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.dlq import reason_of
 from ingest.service import IngestConfig, IngestService
+from pipeline.deadletter import reason_of
 from plantwatch.connections import kafka_config
 from plantwatch.settings import Settings
 

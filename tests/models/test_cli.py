@@ -36,7 +36,7 @@ def test_train_defaults_are_the_library_defaults() -> None:
     params = {p.name: p for p in cli.commands["train"].params}
     assert params["architecture"].default == DEFAULT_ARCHITECTURE
     assert params["aux_horizons"].default == DEFAULT_AUX
-    from models.workflow import DEFAULT_LOST_READINGS
+    from evaluation.workflow import DEFAULT_LOST_READINGS
 
     assert params["lost_readings"].default is None  # auto: history: data only
     assert f"[default: {DEFAULT_LOST_READINGS} for history: data" in str(
@@ -147,9 +147,9 @@ def test_tickets_are_replayed_on_the_windows_the_scorer_emits(
     trained: Path, sim_files: tuple[Path, Path]
 ) -> None:
     """Not on a silent step: no reading while a machine is down between failure and repair."""
+    from evaluation.workflow import scored_windows
     from models.artifact import load_artifact
     from models.data import load_source
-    from models.workflow import scored_windows
     from plantwatch.presets import PRESETS
 
     window = PRESETS["plant"]

@@ -23,10 +23,10 @@ from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 import models.scorer
 from features.records import encode_feature
 from ingest.contract import MAX_TS_MS
-from ingest.dlq import headers_of
 from models.predictions import Prediction, decode_prediction
 from models.scorer import ScorerConfig, ScorerService
 from models.servable import Servable, load_servable
+from pipeline.deadletter import headers_of
 from tests.fake_kafka import FakeConsumer
 from tests.models.tiny import MIN_STEPS, WINDOW, feature_record, machine_values, make_artifact
 

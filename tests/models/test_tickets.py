@@ -1,4 +1,4 @@
-"""Tickets of a scored history against the failures (models.tickets), on hand-made scores."""
+"""Tickets of a scored history against the failures (evaluation.tickets), on hand-made scores."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from alerting.rules import Rules
-from models.tickets import ticket_metrics
+from evaluation.tickets import ticket_metrics
 
 MIN = 60_000
 

@@ -122,7 +122,7 @@ def test_run_stops_the_services_it_started_when_start_up_fails(
     """A Kafka error while creating the topics must not leave this run's services behind."""
     import plantwatch.cli.run as run
     import plantwatch.topics as topics
-    from plantwatch.errors import PlantwatchError
+    from pipeline.errors import PlantwatchError
 
     stopped: list[bool] = []
     monkeypatch.setattr(run, "_start_local", lambda settings: True)

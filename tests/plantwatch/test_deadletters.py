@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from types import SimpleNamespace
 
-from ingest.dlq import dead_letter
+from pipeline.deadletter import dead_letter
 from plantwatch.deadletters import Digest, Letter, letter_of
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 from click.testing import CliRunner
 
-from ingest.dlq import dead_letter
+from pipeline.deadletter import dead_letter
 from plantwatch.cli import cli
 from plantwatch.connections import kafka_config
 from plantwatch.settings import Settings

@@ -1,4 +1,4 @@
-"""Tickets against failures: the rules of plantwatch.groundtruth."""
+"""Tickets against failures: the rules of evaluation.groundtruth."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plantwatch.groundtruth import Failure, Opened, compare
+from evaluation.groundtruth import Failure, Opened, compare
 
 H = 1_000
 

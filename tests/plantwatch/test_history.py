@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from pipeline.errors import OptionError
 from plantwatch.cli import cli
-from plantwatch.errors import OptionError
 from plantwatch.fleet import machines_from_rows, stage_groups
 from plantwatch.flux import flux_params, flux_string, parse_every, parse_range, parse_when
 from plantwatch.history import HistoryQuery, bounds_flux, history_flux, merge_history

@@ -1,4 +1,4 @@
-"""The --idle-exit decision (plantwatch.idle): a fake clock and a fake broker, no Kafka."""
+"""The --idle-exit decision (pipeline.idle): a fake clock and a fake broker, no Kafka."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
-from plantwatch.idle import IdleExit, InputState, consumer_lag, kafka_probe, records_to_read
+from pipeline.idle import IdleExit, InputState, consumer_lag, kafka_probe, records_to_read
 
 LIMIT_S = 5.0
 POLL_S = 0.5  # one stage loop: a poll that returns nothing after its timeout

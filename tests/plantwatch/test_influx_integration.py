@@ -9,8 +9,8 @@ import time
 import pytest
 from pydantic import SecretStr
 
+from pipeline.errors import AuthenticationError, ConnectionCheckError
 from plantwatch.connections import influx_client, influx_errors
-from plantwatch.errors import AuthenticationError, ConnectionCheckError
 from plantwatch.settings import Settings
 
 pytestmark = pytest.mark.integration

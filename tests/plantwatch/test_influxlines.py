@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from plantwatch.errors import FatalOutputError, RefusedOutputError, TransientOutputError
-from plantwatch.influxlines import LineWriter, isolate
+from pipeline.errors import FatalOutputError, RefusedOutputError, TransientOutputError
+from pipeline.influxlines import LineWriter, isolate
 
 
 class _Api:

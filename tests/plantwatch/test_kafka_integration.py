@@ -119,7 +119,7 @@ def test_consumer_lag_counts_records_not_transaction_markers(
     """The lag gauges' rule: 0 once a transactional topic is read, however many markers."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from plantwatch.idle import consumer_lag
+    from pipeline.idle import consumer_lag
 
     producer = KafkaProducer(**kafka_config(live_services, transactional_id=f"lag-{unique}"))
     producer.init_transactions()

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from click.testing import CliRunner
 
+from pipeline.errors import ConnectionCheckError
 from plantwatch.cli import cli
-from plantwatch.errors import ConnectionCheckError
 from plantwatch.kafka_check import check_kafka_reachable, wait_for_kafka
 from plantwatch.settings import Settings, load_settings
 

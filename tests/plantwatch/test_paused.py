@@ -1,4 +1,4 @@
-"""Waiting out an output outage with the input paused (``plantwatch.paused``), fake Kafka."""
+"""Waiting out an output outage with the input paused (``pipeline.paused``), fake Kafka."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError
 
-from plantwatch.paused import broker_lag, pause_for, retry_paused
+from pipeline.paused import broker_lag, pause_for, retry_paused
 from tests.fake_kafka import FakeConsumer, Message
 
 TP = TopicPartition("telemetry", 0)

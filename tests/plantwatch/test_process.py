@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from plantwatch.errors import PortInUseError, ServiceError
-from plantwatch.services.process import (
+from devservices.process import (
     ManagedProcess,
     port_accepts,
     port_in_use,
@@ -15,6 +14,7 @@ from plantwatch.services.process import (
     run_logged,
     tail,
 )
+from pipeline.errors import PortInUseError, ServiceError
 
 
 def test_tail_returns_last_lines(tmp_path: Path) -> None:

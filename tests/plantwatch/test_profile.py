@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from pipeline.errors import SettingsError
 from plantwatch.cli import cli
-from plantwatch.errors import SettingsError
 from plantwatch.profile import profile_path, read_profile
 from plantwatch.settings import Settings, load_settings
 

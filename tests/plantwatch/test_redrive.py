@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ingest.dlq import REDRIVEN_FROM
+from pipeline.deadletter import REDRIVEN_FROM
 from plantwatch.deadletters import Letter, mark_of, marks_topic, redrive
 
 

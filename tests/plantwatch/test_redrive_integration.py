@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from ingest.contract import Limits, Telemetry, encode
-from ingest.dlq import REDRIVEN_FROM
+from pipeline.deadletter import REDRIVEN_FROM
 from plantwatch.cli import cli
 from plantwatch.connections import kafka_config
 from plantwatch.deadletters import marks_topic
@@ -152,7 +152,7 @@ def test_a_new_redrive_fences_one_still_running(
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
-    from ingest.dlq import dead_letter
+    from pipeline.deadletter import dead_letter
 
     topic = make_topic(f"telemetry-{unique}")
     dlq = make_topic(f"{topic}.dlq")
@@ -259,7 +259,7 @@ def test_a_letter_whose_source_topic_is_gone_is_skipped_not_recreated(
 ) -> None:
     from kafka import KafkaAdminClient, KafkaProducer
 
-    from ingest.dlq import dead_letter
+    from pipeline.deadletter import dead_letter
 
     dlq = make_topic(f"gone-{unique}.dlq")
     gone = f"gone-{unique}"  # the broker creates topics on first use: this one must stay gone

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plantwatch.groundtruth import Failure, Opened, compare
+from evaluation.groundtruth import Failure, Opened, compare
 from plantwatch.report import RunReport
 
 MIN = 60_000

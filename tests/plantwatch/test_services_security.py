@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from plantwatch.errors import SettingsError
+from devservices.influxdb import InfluxService
+from devservices.kafka import KafkaService
+from pipeline.errors import SettingsError
 from plantwatch.kafka_check import check_kafka_login
-from plantwatch.services.influxdb import InfluxService
-from plantwatch.services.kafka import KafkaService
 from plantwatch.settings import Settings, load_settings
 
 KEY = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from plantwatch.errors import SettingsError
+from pipeline.errors import SettingsError
 from plantwatch.settings import Settings, env_name, load_settings, option_name
 
 

@@ -22,8 +22,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from plantwatch.errors import ServiceError, SettingsError
-from plantwatch.services.process import (
+from devservices.process import (
     ManagedProcess,
     Progress,
     port_accepts,
@@ -33,7 +32,9 @@ from plantwatch.services.process import (
     wait_until,
     which,
 )
-from plantwatch.settings import Settings, env_name, is_loopback
+from pipeline.errors import ServiceError, SettingsError
+from pipeline.hosts import is_loopback
+from plantwatch.settings import Settings, env_name
 
 # Pinned so that Maven 3.8 does not fall back to its ancient default plugin.
 DEPENDENCY_PLUGIN_VERSION = "3.8.1"

@@ -5,6 +5,6 @@ Java, and influxd is built from the Go module proxy. Both are cached per user an
 version, started on loopback ports and stopped by pid file.
 """
 
-from plantwatch.services.manager import down, status, up
+from devservices.manager import down, status, up
 
 __all__ = ["down", "status", "up"]

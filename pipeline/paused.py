@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from plantwatch.idle import kafka_probe
+from pipeline.idle import kafka_probe
 
 FIRST_DELAY_S = 0.5
 POLL_MS = 200
@@ -24,7 +24,7 @@ POLL_MS = 200
 def broker_lag(consumer: Any, timeout_s: float = 5.0) -> int | None:
     """Records still to read from the assigned partitions, by the broker's end offsets.
 
-    What :func:`plantwatch.idle.kafka_probe` finds (a transaction's trailing commit marker
+    What :func:`pipeline.idle.kafka_probe` finds (a transaction's trailing commit marker
     is not a record to read); None when the broker does not answer within ``timeout_s``.
     """
     state = kafka_probe(consumer, timeout_s)()

@@ -180,7 +180,7 @@ def train_artifact(
 
 
 def _training_plot(history: list[dict[str, float]], directory: Path) -> None:
-    from models.plots import training_curves
+    from evaluation.plots import training_curves
 
     if history:
         directory.mkdir(parents=True, exist_ok=True)
@@ -226,7 +226,7 @@ def evaluate_artifact(
     For ``history:`` data also the tickets that the alert ``rules`` (default
     :class:`alerting.rules.Rules`) would open from the scores the scorer would emit (every
     window but those ending in a silent step, :func:`features.core.silent_steps`), against the
-    failures (:func:`models.tickets.ticket_metrics`, a ticket counts for a failure that
+    failures (:func:`evaluation.tickets.ticket_metrics`, a ticket counts for a failure that
     follows within ``max_lead_steps``, default 2 H). ``lost_readings`` scores the data as
     a stream that lost that fraction of its readings (seeded by ``seed``). With
     ``levels``, ``tickets_by_level`` holds the same ticket figures with the rules' ticket
@@ -296,7 +296,7 @@ def evaluate_artifact(
             metrics["tickets_by_level"] = by_level
     metrics["threshold"] = meta.threshold
     if plots is not None:
-        from models import plots as plot
+        from evaluation import plots as plot
 
         plots.mkdir(parents=True, exist_ok=True)
         _training_plot(meta.metrics.get("training", {}).get("history", []), plots)
@@ -340,7 +340,7 @@ def _tickets(
     max_lead_steps: int | None,
     step_ms: int,
 ) -> list[dict[str, Any]]:
-    from models.tickets import ticket_metrics_each
+    from evaluation.tickets import ticket_metrics_each
 
     lead = 2 * horizon_steps if max_lead_steps is None else max_lead_steps
     if lead < 1:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from plantwatch.errors import PortInUseError, ServiceError
+from pipeline.errors import PortInUseError, ServiceError
 
 Progress = Callable[[str], None]
 

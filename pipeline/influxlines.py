@@ -1,9 +1,9 @@
 """One InfluxDB line-protocol writer for every stage, and the isolation of refused records.
 
 A write either returns once InfluxDB acknowledged every line, or raises one of
-:class:`~plantwatch.errors.TransientOutputError` (down, timed out, 5xx, 429: pause and
-retry), :class:`~plantwatch.errors.FatalOutputError` (token, bucket or org refused: stop
-with the setting to fix) or :class:`~plantwatch.errors.RefusedOutputError` (HTTP 400, 413,
+:class:`~pipeline.errors.TransientOutputError` (down, timed out, 5xx, 429: pause and
+retry), :class:`~pipeline.errors.FatalOutputError` (token, bucket or org refused: stop
+with the setting to fix) or :class:`~pipeline.errors.RefusedOutputError` (HTTP 400, 413,
 422: these lines themselves are refused, and trying again cannot help). The last one must
 never stop a partition: :func:`isolate` bisects the refused batch so that its valid
 neighbours are written and only the refused records are handed back, to become dead
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from plantwatch.errors import FatalOutputError, RefusedOutputError, TransientOutputError
+from pipeline.errors import FatalOutputError, RefusedOutputError, TransientOutputError
 
 T = TypeVar("T")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from plantwatch.services.influxdb import InfluxService
-from plantwatch.services.kafka import KafkaService
-from plantwatch.services.process import Progress, status_line
+from devservices.influxdb import InfluxService
+from devservices.kafka import KafkaService
+from devservices.process import Progress, status_line
 from plantwatch.settings import Settings
 
 

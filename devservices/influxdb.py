@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from plantwatch.errors import AuthenticationError, ServiceError, SettingsError
-from plantwatch.services.process import (
+from devservices.process import (
     ManagedProcess,
     Progress,
     port_accepts,
@@ -40,7 +39,9 @@ from plantwatch.services.process import (
     wait_until,
     which,
 )
-from plantwatch.settings import Settings, env_name, is_loopback
+from pipeline.errors import AuthenticationError, ServiceError, SettingsError
+from pipeline.hosts import is_loopback
+from plantwatch.settings import Settings, env_name
 
 MODULE = "github.com/influxdata/influxdb/v2"
 PKG_CONFIG_MODULE = "github.com/influxdata/pkg-config"

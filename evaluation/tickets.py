@@ -7,8 +7,8 @@ same window metrics can open very different tickets (a score that flickers over 
 critical level three steps in a row opens one, a lone spike does not), so the plant
 model is also judged here: every window of the history is scored, as the scorer would
 (:func:`models.windows.make_windows` without labels), the rules are replayed
-(:func:`alerting.offline.replay_tickets`) and the tickets are compared with the failures
-by the rules of ``plantwatch report`` (:func:`plantwatch.groundtruth.compare`).
+(:func:`evaluation.replay.replay_tickets`) and the tickets are compared with the failures
+by the rules of ``plantwatch report`` (:func:`evaluation.groundtruth.compare`).
 
 A ticket opened less than ``max_lead`` before a machine's last window and followed by no
 failure cannot be judged (a failure may follow after the data ends): it is counted as
@@ -49,7 +49,7 @@ def ticket_metrics(
         ``caught``, ``ticket_recall``, ``ticket_f1``, ``ticket_lead_median`` (steps),
         ``unjudged``, ``max_lead_steps``, ``false_then_failed_steps`` (per false ticket
         whose machine failed later, how many steps later) and the lists of
-        :meth:`plantwatch.groundtruth.Comparison.ticket_lists`.
+        :meth:`evaluation.groundtruth.Comparison.ticket_lists`.
     """
     return ticket_metrics_each(index, probabilities, events, [rules], max_lead_ms, step_ms)[0]
 
@@ -63,8 +63,8 @@ def ticket_metrics_each(
     step_ms: int,
 ) -> list[dict[str, Any]]:
     """:func:`ticket_metrics` for each of several rules, the scores grouped once."""
-    from alerting.offline import replay_tickets
-    from plantwatch.groundtruth import Failure
+    from evaluation.groundtruth import Failure
+    from evaluation.replay import replay_tickets
 
     order = np.lexsort((index["step_end"].to_numpy(), index["equipment_id"].to_numpy()))
     ids = index["equipment_id"].to_numpy()[order]
@@ -97,7 +97,7 @@ def _judged(
     step_ms: int,
 ) -> dict[str, Any]:
     """The opened tickets against the failures (those too close to the end unjudged)."""
-    from plantwatch.groundtruth import Opened, compare
+    from evaluation.groundtruth import Opened, compare
 
     c = compare(failures, [Opened(e, t) for e, t in opened], max_lead_ms, end_ms=last)
     p_, r_ = c.precision, c.recall
