@@ -19,8 +19,8 @@ services-up: venv
 services-down:
 	.venv/bin/plantwatch services down
 
-lint: venv       ## format check, lint and type check only
-	.venv/bin/ruff format --check . && .venv/bin/ruff check . && .venv/bin/mypy
+lint: venv       ## format check, lint, type check and import layers only
+	.venv/bin/ruff format --check . && .venv/bin/ruff check . && .venv/bin/mypy && .venv/bin/lint-imports
 
 clean:           ## remove .venv and local state (not the per-user build caches)
 	rm -rf .venv .state

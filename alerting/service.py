@@ -46,9 +46,9 @@ from alerting.state import AlertEvent, MachineState, check_deadman, opens_ticket
 from alerting.tickets import new_ticket
 from models.predictions import Prediction, decode_prediction
 from pipeline.deadletter import DeadLetter, letter_of
-from pipeline.idle import IdleExit, consumer_lag, kafka_probe
 from pipeline.influxlines import isolate
 from pipeline.paused import retry_paused
+from pipeline.runtime import RuntimeConfig, StageRuntime
 
 log = logging.getLogger("plantwatch.alerting")
 
@@ -139,25 +139,20 @@ class AlertingService:
         self.metrics = metrics or AlertMetrics()
         self._wall = wall
         self._states: dict[str, tuple[int, MachineState]] = {}
-        self._rebalanced = threading.Event()
-        self._errors: list[BaseException] = []
-
-    def subscribe(self) -> None:
-        """Join the group; a rebalance drops the state cache (the store is the truth)."""
-        from kafka import ConsumerRebalanceListener
-
-        service = self
-
-        class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-            # kafka-python runs these on its IO thread: only set a flag here.
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                service._rebalanced.set()
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                service._rebalanced.set()
-                log.info("alert: assigned %s", sorted(tp.partition for tp in assigned))
-
-        self._consumer.subscribe([self.config.topic], listener=_Listener())
+        self.runtime = StageRuntime(
+            consumer,
+            producer,
+            RuntimeConfig.of("alert", config),
+            log,
+            on_lag=self.metrics.set_lag,
+            lost=DeadLetterError,
+            # The batch's outputs and offsets are in the store, and records that come again
+            # are skipped below its offsets, as after a crash at this point
+            # (docs/alerting.md, exactly once). The next poll rejoins the group.
+            refused_commit_note="the store's offsets stand and records read again are skipped",
+            rebuild_on_refused_commit=False,
+        )
+        self._last_dead = 0.0
 
     def _state(self, eid: str, partition: int) -> MachineState:
         found = self._states.get(eid)
@@ -222,8 +217,8 @@ class AlertingService:
 
     def process(self, polled: dict[Any, list[Any]]) -> dict[Any, int]:
         """Apply one polled batch, make its outputs durable and commit it."""
-        if self._rebalanced.is_set():
-            self._rebalanced.clear()
+        if self.runtime.rebalanced.is_set():
+            self.runtime.rebalanced.clear()
             self._states.clear()
         b = _Batch()
         now_ms = int(self._wall() * 1000)
@@ -241,25 +236,19 @@ class AlertingService:
             # own lower offset: a crash would otherwise apply the records between again.
             b.offsets[tp] = max(b.offsets[tp], floor)
         self._deliver(b)
-        self._send_dead(b.dead)
-        opened = self._commit_store(b, applied)
-        if self.config.crash_window_s:
-            time.sleep(self.config.crash_window_s)
-        from kafka import OffsetAndMetadata
-        from kafka.errors import CommitFailedError
+        opened = 0
 
-        try:
-            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in b.offsets.items()})
-        except CommitFailedError as exc:
-            # The group rebalanced, or dropped this member while the broker was away, before
-            # Kafka took the commit. The batch's outputs and offsets are in the store, and
-            # records that come again are skipped below its offsets, as after a crash at this
-            # point (docs/alerting.md, exactly once). The next poll rejoins the group.
-            log.warning(
-                "alert: Kafka refused the offset commit (%s: the group moved on); the store's "
-                "offsets stand and records read again are skipped",
-                type(exc).__name__,
-            )
+        def store_commit() -> None:
+            nonlocal opened
+            opened = self._commit_store(b, applied)
+            if self.config.crash_window_s:
+                time.sleep(self.config.crash_window_s)
+
+        self.runtime.commit(
+            self.runtime.offsets(b.offsets),
+            lambda: self.runtime.send_letters(self.config.dlq_topic, b.dead),
+            before_commit=store_commit,
+        )
         self.metrics.add(b.consumed, b.points, opened, b.reasons, b.kinds)
         return b.offsets
 
@@ -357,22 +346,6 @@ class AlertingService:
             self.metrics.retried,
         )
 
-    def _send_dead(self, dead: list[DeadLetter]) -> None:
-        if not dead:
-            return
-        for letter in dead:
-            self._producer.send(
-                self.config.dlq_topic, key=letter.key, value=letter.value, headers=letter.headers
-            ).add_errback(self._errors.append)
-        self._producer.flush()
-        if self._errors:
-            first = self._errors[0]
-            self._errors.clear()
-            raise DeadLetterError(
-                f"Kafka did not acknowledge the dead letters ({type(first).__name__}: {first}); "
-                "the batch was not committed"
-            )
-
     def check_deadman(self) -> int:
         """Raise NODATA for machines of the assigned partitions that went quiet."""
         if self.rules.deadman_ms <= 0:
@@ -412,30 +385,24 @@ class AlertingService:
         Idle time counts only while Kafka answers and the consumer has caught up on
         partitions it owns (:mod:`pipeline.idle`): an outage or a rebalance is not idle.
         """
-        emit = on_log or log.info
-        self.subscribe()
-        idle = IdleExit(
-            idle_exit_s, kafka_probe(self._consumer), lambda m: log.warning("alert: %s", m)
-        )
-        last_log = last_dead = start = time.monotonic()
-        logged = 0
-        while not stop.is_set():
-            polled = self._consumer.poll(
-                timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_poll_records
-            )
-            now = time.monotonic()
+        self._last_dead = time.monotonic()
+
+        def step(polled: dict[Any, list[Any]], now: float) -> None:
             if polled:
                 with self.metrics.batch_seconds.time():
                     self.process(polled)
-            self.metrics.set_lag(consumer_lag(self._consumer))  # every poll, as ingest's
+            self.runtime.lag()  # every poll, as ingest's
             backlog = sum(len(v) for v in polled.values()) >= self.config.max_poll_records
-            if now - last_dead >= self.config.deadman_every_s and not backlog:
+            if now - self._last_dead >= self.config.deadman_every_s and not backlog:
                 self.check_deadman()
-                last_dead = now
-            if now - last_log >= self.config.log_every_s:
-                emit(self.metrics.line((self.metrics.consumed - logged) / (now - last_log)))
-                last_log, logged = now, self.metrics.consumed
-            if idle.due(bool(polled)):
-                break
-        emit(self.metrics.line(self.metrics.consumed / max(time.monotonic() - start, 1e-9)))
+                self._last_dead = now
+
+        self.runtime.run(
+            stop,
+            step,
+            self.metrics.line,
+            lambda: self.metrics.consumed,
+            idle_exit_s=idle_exit_s,
+            on_log=on_log,
+        )
         return self.metrics

@@ -95,7 +95,7 @@ def drain(settings: Settings, backlog: int, machines: int, db: Path) -> dict[str
     producer.close()
     service, consumer, dlq, client = _service(settings, topic, db)
     stop = threading.Event()
-    service.subscribe()
+    service.runtime.subscribe()
     first = last = 0.0
     while service.metrics.consumed < backlog:
         polled = consumer.poll(timeout_ms=200, max_records=2000)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from devservices.config import ServiceSettings, env_name
 from devservices.process import (
     ManagedProcess,
     Progress,
@@ -41,7 +42,6 @@ from devservices.process import (
 )
 from pipeline.errors import AuthenticationError, ServiceError, SettingsError
 from pipeline.hosts import is_loopback
-from plantwatch.settings import Settings, env_name
 
 MODULE = "github.com/influxdata/influxdb/v2"
 PKG_CONFIG_MODULE = "github.com/influxdata/pkg-config"
@@ -78,7 +78,7 @@ class InfluxService:
     verify_ssl: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> InfluxService:
+    def from_settings(cls, settings: ServiceSettings) -> InfluxService:
         """Derive the local server from ``influx_url`` (http or https, on loopback)."""
         url = urlsplit(settings.influx_url)
         host = url.hostname or ""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from devservices.config import ServiceSettings, env_name
 from devservices.process import (
     ManagedProcess,
     Progress,
@@ -34,7 +35,6 @@ from devservices.process import (
 )
 from pipeline.errors import ServiceError, SettingsError
 from pipeline.hosts import is_loopback
-from plantwatch.settings import Settings, env_name
 
 # Pinned so that Maven 3.8 does not fall back to its ancient default plugin.
 DEPENDENCY_PLUGIN_VERSION = "3.8.1"
@@ -95,7 +95,7 @@ class KafkaService:
     tls_key: Path | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> KafkaService:
+    def from_settings(cls, settings: ServiceSettings) -> KafkaService:
         """Derive the local broker from ``kafka_bootstrap_servers`` (its first, loopback entry)."""
         host, port = settings.kafka_hosts[0]
         if not is_loopback(host):

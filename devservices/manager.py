@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from devservices.config import ServiceSettings
 from devservices.influxdb import InfluxService
 from devservices.kafka import KafkaService
 from devservices.process import Progress, status_line
-from plantwatch.settings import Settings
 
 
-def up(settings: Settings, progress: Progress) -> list[str]:
+def up(settings: ServiceSettings, progress: Progress) -> list[str]:
     """Start (building or fetching first, if needed) Kafka and InfluxDB; idempotent.
 
     Returns one line per service with its pid and endpoint.
@@ -18,7 +18,7 @@ def up(settings: Settings, progress: Progress) -> list[str]:
     return [kafka.up(progress), influx.up(progress)]
 
 
-def down(settings: Settings, *, purge: bool = False) -> list[str]:
+def down(settings: ServiceSettings, *, purge: bool = False) -> list[str]:
     """Stop the services that plantwatch started (by pid file); safe to call twice.
 
     Args:
@@ -36,7 +36,7 @@ def down(settings: Settings, *, purge: bool = False) -> list[str]:
     return lines
 
 
-def status(settings: Settings) -> list[str]:
+def status(settings: ServiceSettings) -> list[str]:
     """One line per service: running (pid, endpoint), stopped, or taken by another process."""
     return [
         KafkaService.from_settings(settings).status(),

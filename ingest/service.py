@@ -20,7 +20,6 @@ are not handed its records again (a ``--tap`` file gets each line once).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -35,21 +34,19 @@ from ingest.metrics import IngestMetrics
 from ingest.order import OrderGuard
 from ingest.sinks import Sink, TransientSinkError
 from pipeline.deadletter import DeadLetter, letter_of
-from pipeline.errors import PlantwatchError
-from pipeline.idle import IdleExit, consumer_lag, kafka_probe
+from pipeline.errors import FencedError, OutputsLostError
 from pipeline.influxlines import isolate
-from pipeline.paused import FIRST_DELAY_S, pause_for, retry_paused
-from pipeline.rewind import commit_metadata, parse_rewind, settle_replay
+from pipeline.paused import retry_paused
+from pipeline.rewind import settle_replay
+from pipeline.runtime import RuntimeConfig, StageRuntime
 
 log = logging.getLogger("plantwatch.ingest")
 
 
-class DeadLetterError(PlantwatchError):
-    """Kafka did not acknowledge the batch's outputs; the batch is not committed."""
+DeadLetterError = OutputsLostError
+"""Kafka did not acknowledge the batch's outputs (:class:`pipeline.errors.OutputsLostError`)."""
 
-
-class FencedError(PlantwatchError):
-    """Another instance with the same transactional id took over."""
+__all__ = ["DeadLetterError", "FencedError", "IngestConfig", "IngestService"]
 
 
 @dataclass(frozen=True)
@@ -125,7 +122,6 @@ class IngestService:
         features: FeatureStage | None = None,
     ) -> None:
         self._consumer = consumer
-        self._producer = producer
         self._sinks = list(sinks)
         self.config = config
         self.metrics = metrics or IngestMetrics()
@@ -134,49 +130,19 @@ class IngestService:
         self._guard = OrderGuard(config.lateness_ms)
         self._machines_of: dict[Any, set[str]] = {}
         self._replay_until: dict[Any, int] = {}
-        self._pending_rewind: set[Any] = set()
-        self._errors: list[BaseException] = []
         # Per partition, the offset below which the sinks already have every record: a
         # batch replayed after Kafka refused it does not hand them the same lines again.
         self._sunk: dict[Any, int] = {}
-        self._refused_batches = 0
-        self._last_log = time.monotonic()
-        self._logged_consumed = 0
-        if config.transactional:
-            producer.init_transactions()
-
-    # --- Kafka group membership ---------------------------------------------------
-    def subscribe(self) -> None:
-        """Join the group; on assignment, rewind each partition to rebuild its windows."""
-        from kafka import ConsumerRebalanceListener
-
-        service = self
-
-        class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-            def on_partitions_revoked(self, revoked: Any) -> None:
-                # Batches are committed before the next poll, so nothing is in flight here.
-                for tp in revoked:
-                    service._forget_partition(tp)
-                    service._pending_rewind.discard(tp)
-
-            def on_partitions_assigned(self, assigned: Any) -> None:
-                # Runs on kafka-python's IO thread, where blocking calls are not allowed:
-                # the rewind happens in the loop, before any record of these is processed.
-                service._pending_rewind.update(assigned)
-                log.info("ingest: assigned %s", sorted(tp.partition for tp in assigned))
-
-        self._consumer.subscribe([self.config.topic], listener=_Listener())
-
-    def rebuild_all(self) -> None:
-        """Forget every assigned partition's state; each rewinds before its next record.
-
-        After a refused transaction: the in-memory state (order guard, windows) already
-        holds the batch that was not committed, so it is rebuilt from the committed offsets
-        exactly as after a new assignment.
-        """
-        for tp in self._consumer.assignment():
-            self._forget_partition(tp)
-            self._pending_rewind.add(tp)
+        self.runtime = StageRuntime(
+            consumer,
+            producer,
+            RuntimeConfig.of("ingest", config, config.transactional),
+            log,
+            forget=self._forget_partition,
+            replay=self._replay_until.__setitem__ if features is not None else None,
+            on_lag=self.metrics.set_lag,
+            forget_on_revoke=True,
+        )
 
     def _forget_partition(self, tp: Any) -> None:
         """Drop a partition's machines from the order guard and the windows."""
@@ -185,38 +151,6 @@ class IngestService:
         if self.features is not None:
             self.features.forget(list(machines))
         self._replay_until.pop(tp, None)
-
-    def _rewind(self, polled: dict[Any, list[Any]]) -> None:
-        """Seek partitions to rebuild (new, or after a refused batch) back to their rewind point.
-
-        The rewind point comes from the commit metadata; replaying from it rebuilds the
-        windows. Without windows (or metadata) a partition goes back to its committed
-        offset (the earliest record when none is committed). Already polled records of
-        such a partition are dropped: the seek fetches them again. Until the replay
-        reaches the committed offset, the partition is left out of each batch's commit
-        (:func:`ingest.featurestage.settle_replay`).
-        """
-        while self._pending_rewind:
-            tp = self._pending_rewind.pop()
-            if tp not in self._consumer.assignment():
-                continue
-            committed = self._consumer.committed(tp, metadata=True)
-            polled.pop(tp, None)
-            if committed is None:
-                self._consumer.seek_to_beginning(tp)
-                continue
-            rewind = parse_rewind(committed.metadata) if self.features is not None else None
-            if rewind is None or rewind >= committed.offset:
-                self._consumer.seek(tp, committed.offset)
-            else:
-                self._consumer.seek(tp, rewind)
-                self._replay_until[tp] = committed.offset
-                log.info(
-                    "ingest: partition %d: replaying offsets %d..%d to rebuild windows",
-                    tp.partition,
-                    rewind,
-                    committed.offset,
-                )
 
     # --- one batch -------------------------------------------------------------------
     def _too_late(self, records: Sequence[Telemetry], late: Sequence[Telemetry]) -> str:
@@ -302,7 +236,6 @@ class IngestService:
         self._deliver(batch)
         if not self._produce_and_commit(batch):
             return {}
-        self._refused_batches = 0
         self.metrics.add(batch.consumed, batch.valid, batch.duplicates, batch.reasons)
         return batch.offsets
 
@@ -349,93 +282,32 @@ class IngestService:
             self.metrics.set_lag,
         )
 
-    def _commit_offsets(self, offsets: dict[Any, int]) -> dict[Any, Any]:
-        from kafka import OffsetAndMetadata
-
+    def _rewinds(self, offsets: dict[Any, int]) -> dict[Any, int]:
+        """Per partition, the earliest offset its open windows still need."""
         out = {}
         for tp, offset in offsets.items():
-            rewind = offset
+            found = None
             if self.features is not None:
-                machines = self._machines_of.get(tp, set())
-                found = self.features.rewind_offset(list(machines))
-                if found is not None:
-                    rewind = min(rewind, found)
-            out[tp] = OffsetAndMetadata(offset, commit_metadata(rewind), -1)
+                found = self.features.rewind_offset(list(self._machines_of.get(tp, set())))
+            out[tp] = offset if found is None else min(offset, found)
         return out
-
-    def _send(self, batch: _Batch) -> None:
-        for letter in batch.dead:
-            self._producer.send(
-                self.config.dlq_topic, key=letter.key, value=letter.value, headers=letter.headers
-            ).add_errback(self._errors.append)
-        for out in batch.features:
-            self._producer.send(
-                self.config.features_topic,
-                key=out.key,
-                value=out.value,
-                timestamp_ms=out.timestamp_ms,
-            ).add_errback(self._errors.append)
 
     def _produce_and_commit(self, batch: _Batch) -> bool:
         """Publish the batch's outputs and commit its offsets; False: refused, rebuilding."""
-        from kafka.errors import CommitFailedError, KafkaError, ProducerFencedError
+        runtime = self.runtime
 
-        commit = self._commit_offsets(batch.offsets)
-        if not self.config.transactional:
-            self._send(batch)
-            self._producer.flush()
-            self._raise_send_errors()
-            try:
-                self._consumer.commit(commit)
-            except CommitFailedError as exc:
-                # The group rebalanced (or dropped this member while the broker was away)
-                # before Kafka took the commit. The outputs are durable; the records come
-                # again from the last commit (at least once, as without transactions).
-                log.warning(
-                    "ingest: Kafka refused the offset commit (%s: the group moved on); "
-                    "rebuilding from the committed offsets",
-                    type(exc).__name__,
+        def produce() -> None:
+            runtime.send_letters(self.config.dlq_topic, batch.dead)
+            for out in batch.features:
+                runtime.send(
+                    self.config.features_topic,
+                    out.key,
+                    out.value,
+                    timestamp_ms=out.timestamp_ms,
                 )
-                self.rebuild_all()
-                return False
-            return True
-        try:
-            self._producer.begin_transaction()
-            self._send(batch)
-            self._producer.send_offsets_to_transaction(commit, self._consumer.group_metadata())
-            self._producer.commit_transaction()
-        except ProducerFencedError as exc:
-            raise FencedError(
-                "another ingest instance with the same transactional id took over; give each "
-                "instance its own PLANTWATCH_INSTANCE_ID"
-            ) from exc
-        except KafkaError as exc:
-            self._errors.clear()
-            with contextlib.suppress(KafkaError):
-                self._producer.abort_transaction()
-            self._refused_batches += 1
-            delay = min(FIRST_DELAY_S * 2 ** (self._refused_batches - 1), self.config.backoff_max_s)
-            log.warning(
-                "ingest: batch not committed (%s: %s); rebuilding from the committed offsets "
-                "in %.1fs",
-                type(exc).__name__,
-                exc,
-                delay,
-            )
-            pause_for(self._consumer, delay)
-            self.rebuild_all()
-            return False
-        self._raise_send_errors()
-        return True
 
-    def _raise_send_errors(self) -> None:
-        if self._errors:
-            first = self._errors[0]
-            self._errors.clear()
-            raise DeadLetterError(
-                f"Kafka did not acknowledge the batch's outputs ({type(first).__name__}: "
-                f"{first}); the batch was not committed"
-            )
+        offsets = runtime.offsets(batch.offsets, self._rewinds(batch.offsets))
+        return runtime.commit(offsets, produce)
 
     def run(
         self,
@@ -454,34 +326,25 @@ class IngestService:
                 while Kafka answers and the consumer has caught up (:mod:`pipeline.idle`).
             on_log: where progress lines go (default: the logger).
         """
-        emit = on_log or log.info
-        self.subscribe()
-        idle = IdleExit(
-            idle_exit_s, kafka_probe(self._consumer), lambda m: log.warning("ingest: %s", m)
-        )
-        start = time.monotonic()
-        while not stop.is_set():
-            polled = self._consumer.poll(
-                timeout_ms=self.config.poll_timeout_ms, max_records=self.config.max_poll_records
-            )
-            now = time.monotonic()
-            self._rewind(polled)
+
+        def step(polled: dict[Any, list[Any]], _now: float) -> None:
+            self.runtime.rewind(polled)
             if polled:
                 with self.metrics.batch_seconds.time():
                     self.process(polled)
             # Every turn, empty polls too: a read_committed consumer skips an aborted
             # transaction's records without returning any, and the gauge must follow.
-            self.metrics.set_lag(consumer_lag(self._consumer))
-            if now - self._last_log >= self.config.log_every_s:
-                rate = (self.metrics.consumed - self._logged_consumed) / (now - self._last_log)
-                emit(self.metrics.line(rate) + self._feature_note())
-                self._last_log, self._logged_consumed = now, self.metrics.consumed
-            if max_messages is not None and self.metrics.consumed >= max_messages:
-                break
-            if idle.due(bool(polled)):
-                break
-        elapsed = max(time.monotonic() - start, 1e-9)
-        emit(self.metrics.line(self.metrics.consumed / elapsed) + self._feature_note())
+            self.runtime.lag()
+
+        self.runtime.run(
+            stop,
+            step,
+            lambda rate: self.metrics.line(rate) + self._feature_note(),
+            lambda: self.metrics.consumed,
+            idle_exit_s=idle_exit_s,
+            on_log=on_log,
+            done=lambda: max_messages is not None and self.metrics.consumed >= max_messages,
+        )
         return self.metrics
 
     def _feature_note(self) -> str:

@@ -131,14 +131,14 @@ class Windows:
         base = parts[0]
         if any(p.steps is not base.steps or p.length != base.length for p in parts):
             raise ValueError("Windows.concat: the parts must share one step array and L")
-        aux = [p.aux for p in parts]
+        aux = [p.aux for p in parts if p.aux is not None]
         return replace(
             base,
             end=np.concatenate([p.end for p in parts]),
             first=np.concatenate([p.first for p in parts]),
             y=np.concatenate([p.y for p in parts]),
             index=pd.concat([p.index for p in parts], ignore_index=True),
-            aux=None if any(a is None for a in aux) else np.concatenate(aux),  # type: ignore[arg-type]
+            aux=np.concatenate(aux) if len(aux) == len(parts) else None,
         )
 
     def machines(self) -> list[str]:

@@ -15,6 +15,9 @@ anything else through as a bug with its traceback::
     │   ├── TransientOutputError   unavailable for now: pause and retry, nothing is lost
     │   ├── FatalOutputError       refuses this configuration (names the setting)
     │   └── RefusedOutputError     refuses these records themselves: isolate, dead-letter
+    ├── StageKafkaError        Kafka refused a stage's batch for good (pipeline.runtime)
+    │   ├── FencedError            another instance took over the transactional id
+    │   └── OutputsLostError       Kafka did not acknowledge a batch's outputs
     └── QueryError             a history or status query found nothing to show
         ├── UnknownEquipmentError  no data at all for a machine (lists known machines)
         └── EmptyRangeError        data exists, but not in the asked time range
@@ -83,6 +86,18 @@ class RefusedOutputError(OutputError):
     def __init__(self, message: str, detail: str) -> None:
         super().__init__(message)
         self.detail = detail
+
+
+class StageKafkaError(PlantwatchError):
+    """Kafka refused a stage's batch for good: the stage stops (nothing was committed)."""
+
+
+class FencedError(StageKafkaError):
+    """Another instance with the same transactional id took over."""
+
+
+class OutputsLostError(StageKafkaError):
+    """Kafka did not acknowledge the batch's outputs; the batch is not committed."""
 
 
 class OptionError(PlantwatchError):

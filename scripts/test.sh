@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (`make test`, also what .ci/run calls): installs plantwatch into
 # .venv, starts a private real Kafka broker and InfluxDB server on loopback, runs format,
-# lint and type checks and every test (unit, integration, doctests), and stops the
-# services again even when something fails. Extra arguments go to pytest.
+# lint, type and import-layer checks and every test (unit, integration, doctests), and
+# stops the services again even when something fails. Extra arguments go to pytest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh || exit 1
@@ -26,6 +26,7 @@ failed=()
 echo "[test] ruff format --check";  ruff format --check . || failed+=("ruff format")
 echo "[test] ruff check";           ruff check . || failed+=("ruff check")
 echo "[test] mypy";                 mypy || failed+=("mypy")
+echo "[test] import layers";        lint-imports || failed+=("import layers")
 echo "[test] starting Kafka and InfluxDB (first run on a machine builds them: minutes)"
 if ! plantwatch services up; then
   echo "[test] FAILED: the services did not start; see the message above" >&2

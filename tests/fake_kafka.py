@@ -4,6 +4,11 @@ One partition, a log of messages handed out in polls of at most ``chunk`` record
 group assigns the partition on the first poll. Most tests keep their own producer fake
 (what a commit does is what they check); :class:`TransactionalProducer` is the one that
 hands its commits back to the consumer, for tests that restart a stage.
+
+The tests of the stage runtime itself (``pipeline.runtime``, no stage) use
+:class:`GroupConsumer` (several partitions, scripted polls, refused offset commits) and
+:class:`RecordingProducer` (plain or transactional, failed sends, refused commits), which
+log their calls in order to one shared ``events`` list.
 """
 
 from __future__ import annotations
@@ -139,10 +144,30 @@ class FakeConsumer:
 
 
 class FakeFuture:
-    """A send's future: errbacks are never called (the fake producers do not fail sends)."""
+    """A send's future; without ``exc`` its errbacks are called only by :meth:`fail`.
+
+    Args:
+        exc: the send failed already: each errback is called with it at once, as
+            kafka-python does for a future that failed before ``add_errback``.
+    """
+
+    def __init__(self, exc: BaseException | None = None) -> None:
+        self.exc = exc
+        self.errbacks: list[Callable[[BaseException], object]] = []
 
     def add_errback(self, fn: Any) -> FakeFuture:
+        if self.exc is not None:
+            fn(self.exc)
+        else:
+            self.errbacks.append(fn)
         return self
+
+    def fail(self, exc: BaseException) -> None:
+        """The delivery failed (e.g. answered during the producer's ``flush``)."""
+        self.exc = exc
+        for fn in self.errbacks:
+            fn(exc)
+        self.errbacks = []
 
 
 class TransactionalProducer:
@@ -191,3 +216,166 @@ class TransactionalProducer:
 
     def abort_transaction(self) -> None:
         self.pending = []
+
+
+class GroupConsumer:
+    """A consumer of several partitions with scripted polls, that logs what it is asked.
+
+    Args:
+        assigned: the partitions the group assigns, handed to the rebalance listener in the
+            first poll after ``subscribe``.
+        polls: what successive polls return; every poll after them returns nothing.
+        committed: each partition's committed offset and metadata (none: never committed).
+        refuse_commits: how many offset commits fail first (``CommitFailedError``).
+        events: the call log (shared with a :class:`RecordingProducer`): ``consumer.commit``,
+            ``consumer.seek <partition> <offset>``, ``consumer.seek_to_beginning <partition>``.
+        on_poll: called with the consumer after each poll (e.g. to move a fake clock).
+
+    ``topics``, ``polls_asked`` (each poll's ``(timeout_ms, max_records)``) and
+    ``commits`` (each accepted commit's offsets) record the rest.
+    """
+
+    def __init__(
+        self,
+        assigned: set[TopicPartition],
+        polls: list[dict[Any, list[Message]]] | None = None,
+        committed: dict[TopicPartition, tuple[int, str]] | None = None,
+        refuse_commits: int = 0,
+        events: list[str] | None = None,
+        on_poll: Callable[[GroupConsumer], object] | None = None,
+    ) -> None:
+        self.assigned = set(assigned)
+        self.script = list(polls or [])
+        self.committed_at = dict(committed or {})
+        self.refuse_commits = refuse_commits
+        self.events = events if events is not None else []
+        self.on_poll = on_poll
+        self.topics: list[str] = []
+        self.listener: Any = None
+        self._to_assign = False
+        self.polls_asked: list[tuple[int, int]] = []
+        self.commits: list[dict[Any, Any]] = []
+        self.paused_tps: set[TopicPartition] = set()
+
+    def subscribe(self, topics: list[str], listener: Any) -> None:
+        self.topics, self.listener, self._to_assign = list(topics), listener, True
+
+    def poll(self, timeout_ms: int, max_records: int = 500) -> dict[Any, list[Message]]:
+        self.polls_asked.append((timeout_ms, max_records))
+        if self._to_assign:
+            self._to_assign = False
+            self.listener.on_partitions_assigned(set(self.assigned))
+        got = self.script.pop(0) if self.script else {}
+        if self.on_poll is not None:
+            self.on_poll(self)
+        return got
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def committed(self, tp: TopicPartition, metadata: bool = False) -> Any:
+        if tp not in self.committed_at:
+            return None
+        offset, meta = self.committed_at[tp]
+        return OffsetAndMetadata(offset, meta, -1) if metadata else offset
+
+    def commit(self, offsets: dict[Any, Any]) -> None:
+        from kafka.errors import CommitFailedError
+
+        self.events.append("consumer.commit")
+        if self.refuse_commits:
+            self.refuse_commits -= 1
+            raise CommitFailedError("the group rebalanced")
+        self.commits.append(dict(offsets))
+        for tp, meta in offsets.items():
+            self.committed_at[tp] = (meta.offset, meta.metadata)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.events.append(f"consumer.seek {tp.partition} {offset}")
+
+    def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self.events.append(f"consumer.seek_to_beginning {tp.partition}")
+
+    def group_metadata(self) -> str:
+        return "group"
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused_tps |= set(tps)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self.paused_tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused_tps -= set(tps)
+
+
+class RecordingProducer:
+    """A producer that logs its calls in order; transactional once ``init_transactions`` ran.
+
+    Args:
+        events: the call log (shared with a :class:`GroupConsumer`): ``producer.<method>``,
+            a send as ``producer.send <topic>``.
+        fail: why a send's delivery fails, by topic and value (None: delivered); failures
+            are answered in the next ``flush``, as kafka-python answers a send.
+        refuse_commits: what successive ``commit_transaction`` calls raise, in order
+            (then they succeed).
+        refuse_abort: what ``abort_transaction`` raises (None: it aborts).
+
+    ``sent`` holds every send as ``(topic, key, value, other keyword arguments)``;
+    ``offsets`` each ``send_offsets_to_transaction``'s ``(offsets, group metadata)``.
+    """
+
+    def __init__(
+        self,
+        events: list[str] | None = None,
+        fail: Callable[[str, bytes | None], BaseException | None] = lambda topic, value: None,
+        refuse_commits: list[BaseException] | None = None,
+        refuse_abort: BaseException | None = None,
+    ) -> None:
+        self.events = events if events is not None else []
+        self.fail = fail
+        self.refuse_commits = list(refuse_commits or [])
+        self.refuse_abort = refuse_abort
+        self.transactional = False
+        self.sent: list[tuple[str, bytes | None, bytes | None, dict[str, Any]]] = []
+        self.offsets: list[tuple[Any, Any]] = []
+        self._unanswered: list[tuple[FakeFuture, BaseException]] = []
+
+    def init_transactions(self) -> None:
+        self.events.append("producer.init_transactions")
+        self.transactional = True
+
+    def begin_transaction(self) -> None:
+        self.events.append("producer.begin_transaction")
+
+    def send(
+        self, topic: str, key: bytes | None = None, value: bytes | None = None, **kw: Any
+    ) -> FakeFuture:
+        self.events.append(f"producer.send {topic}")
+        self.sent.append((topic, key, value, kw))
+        future = FakeFuture()
+        exc = self.fail(topic, value)
+        if exc is not None:
+            self._unanswered.append((future, exc))
+        return future
+
+    def flush(self) -> None:
+        self.events.append("producer.flush")
+        unanswered, self._unanswered = self._unanswered, []
+        for future, exc in unanswered:
+            future.fail(exc)
+
+    def send_offsets_to_transaction(self, offsets: Any, group: Any) -> None:
+        self.events.append("producer.send_offsets_to_transaction")
+        self.offsets.append((offsets, group))
+
+    def commit_transaction(self) -> None:
+        self.events.append("producer.commit_transaction")
+        if self.refuse_commits:
+            raise self.refuse_commits.pop(0)
+
+    def abort_transaction(self) -> None:
+        self.events.append("producer.abort_transaction")
+        if self.refuse_abort is not None:
+            raise self.refuse_abort

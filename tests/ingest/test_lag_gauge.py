@@ -32,6 +32,9 @@ class _Producer:
     def send(self, topic: str, key: Any = None, value: Any = None, **_: Any) -> FakeFuture:
         return FakeFuture()
 
+    def flush(self) -> None:
+        pass
+
     def send_offsets_to_transaction(self, offsets: Any, group: Any) -> None:
         pass
 

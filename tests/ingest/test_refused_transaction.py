@@ -49,6 +49,9 @@ class _Producer:
         self.pending.append((topic, value))
         return FakeFuture()
 
+    def flush(self) -> None:
+        pass
+
     def send_offsets_to_transaction(self, offsets: Any, group: Any) -> None:
         self.offsets = offsets
 
@@ -76,10 +79,10 @@ class _Sink:
 
 
 def _drive(service: IngestService, consumer: FakeConsumer) -> None:
-    service.subscribe()
+    service.runtime.subscribe()
     for _ in range(8):  # assignment rewind, refused batch, rebuild rewind, replay, ...
         polled = consumer.poll(timeout_ms=0, max_records=3)
-        service._rewind(polled)
+        service.runtime.rewind(polled)
         if polled:
             service.process(polled)
 

@@ -320,15 +320,6 @@ def test_plan_steps_covers_the_count(kw: dict[str, Any]) -> None:
             break
 
 
-def test_generator_is_fast() -> None:
-    import time
-
-    config = SimulatorConfig(machines=100, start_ms=START)
-    started = time.perf_counter()
-    n = sum(1 for _ in messages(config, 300))
-    assert n / (time.perf_counter() - started) > 50_000
-
-
 # --- the command line, no Kafka needed ------------------------------------------------
 
 

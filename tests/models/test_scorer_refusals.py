@@ -21,6 +21,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 import models.scorer
+import pipeline.runtime
 from features.records import encode_feature
 from ingest.contract import MAX_TS_MS
 from models.predictions import Prediction, decode_prediction
@@ -238,7 +239,7 @@ def test_a_prediction_the_broker_refuses_is_dead_lettered_after_one_rebuild(
     assert sorted(producer.scored()) == sorted(k for k in reference if k != victim)
     assert consumer.committed_offset == MACHINES * STEPS
     assert dict(service.metrics.dead) == {"prediction_refused": 1}
-    assert not service._refused  # forgotten once its letter committed
+    assert not service.runtime.refused  # forgotten once its letter committed
 
 
 def test_a_prediction_over_the_producer_limit_is_dead_lettered_at_once(
@@ -262,7 +263,7 @@ def test_refused_transactions_back_off_growing_and_rebuild_without_loss(
 ) -> None:
     reference = _run(servable, _stream(), chunk=6)[0].scored()
     pauses: list[float] = []
-    monkeypatch.setattr(models.scorer, "pause_for", lambda consumer, s: pauses.append(s))
+    monkeypatch.setattr(pipeline.runtime, "pause_for", lambda consumer, s: pauses.append(s))
     stop = threading.Event()
     consumer = FakeConsumer(TP, _stream(), chunk=6, on_poll=_done(stop))
     producer = _Broker(consumer, refuse_commits=5)
@@ -271,7 +272,7 @@ def test_refused_transactions_back_off_growing_and_rebuild_without_loss(
     service.run(stop, idle_exit_s=None)
     assert pauses == [0.5, 1.0, 2.0, 2.0, 2.0]  # growing, bounded: no hot loop
     assert producer.aborts == 5
-    assert service._failures == 0  # reset by the commit that went through
+    assert service.runtime.failures == 0  # reset by the commit that went through
     assert sorted(producer.scored()) == sorted(reference)  # none lost, none doubled
     assert consumer.committed_offset == MACHINES * STEPS
 
