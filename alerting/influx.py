@@ -21,7 +21,7 @@ series' string values back in the wrong places once an empty one follows a non-e
 `plantwatch history` and the dashboards showed one prediction's top sensors at another's
 time (found by ``tests/test_fuzz_stages.py``).
 
->>> from models.predictions import Prediction
+>>> from pipeline.predictions import Prediction
 >>> p = Prediction("pump 1", 60000, 0.25, 0.5, "m-1", 30, 1800000, 12, (("temp", 0.75),))
 >>> line = risk_line(p, "OK")
 >>> line.startswith("failure_risk,equipment_id=pump\\ 1,model_version=m-1 probability=0.25,")
@@ -37,8 +37,8 @@ True
 from __future__ import annotations
 
 from alerting.state import AlertEvent
-from models.predictions import Prediction
 from pipeline.influxlines import LineWriter
+from pipeline.predictions import Prediction
 
 
 def _tag(value: str) -> str:

@@ -44,10 +44,10 @@ from alerting.metrics import AlertMetrics
 from alerting.rules import Rules, Silences
 from alerting.state import AlertEvent, MachineState, check_deadman, opens_ticket, step
 from alerting.tickets import new_ticket
-from models.predictions import Prediction, decode_prediction
 from pipeline.deadletter import DeadLetter, letter_of
 from pipeline.influxlines import isolate
 from pipeline.paused import retry_paused
+from pipeline.predictions import Prediction, decode_prediction
 from pipeline.runtime import RuntimeConfig, StageRuntime
 
 log = logging.getLogger("plantwatch.alerting")

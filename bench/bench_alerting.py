@@ -34,7 +34,7 @@ from alerting import store
 from alerting.influx import InfluxWriter
 from alerting.rules import Rules, Silences
 from alerting.service import AlertConfig, AlertingService
-from models.predictions import Prediction, encode_prediction
+from pipeline.predictions import Prediction, encode_prediction
 from plantwatch.connections import influx_client, kafka_config
 from plantwatch.settings import Settings, load_settings
 from plantwatch.topics import ensure_topics

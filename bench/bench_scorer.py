@@ -25,7 +25,7 @@
 Parts 2 and 3 run ``--load-runs`` times (default 3) on fresh topics; the JSON has the
 median/min/max and every run. ``--instances N`` runs N scorer processes in one consumer
 group (``--partitions`` per topic, default 3; give a multiple of N so they share evenly);
-``--encodings binary,json`` compares the two feature record encodings (``features.records``).
+``--encodings binary,json`` compares the two feature record encodings (``pipeline.featurerecords``).
 
     python bench/bench_scorer.py --machines 10000 --seconds 40 --out bench/results/scorer.json
 """
@@ -50,8 +50,8 @@ import numpy as np
 import orjson
 from _common import fmt, machine, run_header, summarize
 
-from features.records import decode_feature
 from models.network import ARCHITECTURES, DEFAULT_ARCHITECTURE
+from pipeline.featurerecords import decode_feature
 from plantwatch.connections import kafka_config
 from plantwatch.presets import PRESETS
 from plantwatch.settings import Settings, load_settings
@@ -167,12 +167,12 @@ def _offer(
 ) -> None:
     """``machines`` records per second (one step of each machine), paced by wall time.
 
-    Records are built from templates (64 value vectors) in the ``features.records`` layout
+    Records are built from templates (64 value vectors) in the ``pipeline.featurerecords`` layout
     of ``encoding``, so the generator spends little of the shared CPU.
     """
     from kafka import KafkaProducer
 
-    from features.records import MAGIC
+    from pipeline.featurerecords import MAGIC
 
     producer = KafkaProducer(
         **kafka_config(settings, acks=1, linger_ms=20, batch_size=1 << 20, enable_idempotence=False)

@@ -29,19 +29,17 @@ from typing import Any
 
 import orjson
 
+from pipeline.names import ID_RE, MAX_EQUIPMENT_ID, MAX_SENSORS, MAX_TS_MS, SENSOR_RE
+
 SCHEMA_VERSION = 1
 
-# Matched with fullmatch: `$` would also match before a final newline, which InfluxDB's
-# line protocol then refuses.
-_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
-_SENSOR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# Matched with fullmatch (pipeline.names).
+_ID_RE = ID_RE
+_SENSOR_RE = SENSOR_RE
 # Text that every sink can carry and give back as it was: no control characters (C0, DEL,
 # C1, the line and paragraph separators), no surrogates, and no backslash (InfluxDB keeps
 # a tag value's backslashes as written and reads one before a separator as an escape).
 _TEXT_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\\]*")
-#: Event times are bounded before any arithmetic: epoch 0 to 2262-04-11, the end of
-#: InfluxDB's nanosecond time range.
-MAX_TS_MS = 9_223_372_036_854
 _ALLOWED_TOP = frozenset(
     {"v", "equipment_id", "ts", "readings", "samples", "site", "asset_type", "seq"}
 )
@@ -94,8 +92,8 @@ class Limits:
     """
 
     max_bytes: int = 1_000_000
-    max_equipment_id: int = 128
-    max_sensors: int = 256
+    max_equipment_id: int = MAX_EQUIPMENT_ID
+    max_sensors: int = MAX_SENSORS
     max_samples: int = 10_000
     max_past_ms: int = 90 * 24 * 3600 * 1000
     max_future_ms: int = 10 * 60 * 1000

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.config import WindowConfig
-from features.records import Encoding, encode_feature
 from features.streaming import StreamingWindows
 from ingest.contract import Telemetry
+from pipeline.featurerecords import Encoding, encode_feature
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class FeatureStage:
 
     Args:
         config: the feature rules.
-        encoding: how feature records are written (``features.records``).
+        encoding: how feature records are written (``pipeline.featurerecords``).
     """
 
     def __init__(self, config: WindowConfig, encoding: Encoding = "binary") -> None:

@@ -1,13 +1,13 @@
 """A fast path for decoding feature records on the scorer's hot loop.
 
-:func:`decode_fast` accepts exactly what :func:`features.records.decode_feature` accepts
+:func:`decode_fast` accepts exactly what :func:`pipeline.featurerecords.decode_feature` accepts
 and returns the same record. Binary records go straight to
-:func:`~features.records.decode_binary`; for JSON ones it checks the common well-formed
+:func:`~pipeline.featurerecords.decode_binary`; for JSON ones it checks the common well-formed
 case with a few type tests (the values' types as one set) and hands everything else to
 ``decode_feature``, which gives the reason. ``tests/models/test_featuredecode.py`` checks
 both agree.
 
->>> from features.records import encode_feature
+>>> from pipeline.featurerecords import encode_feature
 >>> import numpy as np
 >>> decode_fast(encode_feature("m", 0, 10, "c", np.array([1.0, np.nan])))[0].values.tolist()
 [1.0, nan]
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from features.records import MAGIC, FeatureRecord, decode_binary, decode_feature
+from pipeline.featurerecords import MAGIC, FeatureRecord, decode_binary, decode_feature
 
 _NUMBERS = frozenset({int, float, type(None)})
 

@@ -41,11 +41,11 @@ from features.config import WindowConfig
 from models.buffers import MachineBuffers
 from models.errors import ModelError
 from models.hotswap import ModelWatcher
-from models.predictions import Prediction, encode_prediction
 from models.scoremetrics import ScorerMetrics
 from models.scoring import Batch, Batcher, refuse, score
 from models.servable import Servable, describe
 from pipeline.partitions import KeyPartitions
+from pipeline.predictions import Prediction, encode_prediction
 from pipeline.runtime import RuntimeConfig, StageRuntime
 
 log = logging.getLogger("plantwatch.score")

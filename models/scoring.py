@@ -24,13 +24,13 @@ from numpy.typing import NDArray
 from features.config import WindowConfig
 from features.core import silent_steps
 from features.spec import normalize
-from ingest.contract import MAX_TS_MS
 from models.backend import aligned_empty
 from models.buffers import MachineBuffers, window_mask
 from models.featuredecode import decode_fast
-from models.predictions import Prediction, check_equipment_id
 from models.servable import Servable
 from pipeline.deadletter import DeadLetter, letter_of
+from pipeline.names import MAX_TS_MS
+from pipeline.predictions import Prediction, check_equipment_id
 from pipeline.rewind import settle_replay
 
 REWIND_REFRESH_S = 2.0

@@ -178,7 +178,7 @@ Key = tuple[str, int, str]  # (equipment_id, window_end ms, model_version)
 
 def produced_predictions(settings: Settings, start_ms: int, end_ms: int) -> set[Key]:
     """The keys of the predictions on the predictions topic in the range (replays once)."""
-    from models.predictions import decode_prediction
+    from pipeline.predictions import decode_prediction
 
     seen: set[Key] = set()
     for value in read_topic(settings, settings.topic_predictions):

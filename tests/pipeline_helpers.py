@@ -126,7 +126,7 @@ def expected_predictions(settings: Settings, model_dir: Path) -> dict[str, int]:
 
     from features.config import WindowConfig
     from features.core import silent_steps
-    from features.records import decode_feature
+    from pipeline.featurerecords import decode_feature
     from plantwatch.report import read_topic
 
     spec = model_spec(model_dir)
@@ -153,7 +153,7 @@ def expected_predictions(settings: Settings, model_dir: Path) -> dict[str, int]:
 
 def prediction_keys(settings: Settings) -> tuple[Counter[tuple[str, int]], set[str]]:
     """Every (equipment_id, window_end) on the predictions topic, counted; model versions."""
-    from models.predictions import decode_prediction
+    from pipeline.predictions import decode_prediction
     from plantwatch.report import read_topic
 
     keys: Counter[tuple[str, int]] = Counter()

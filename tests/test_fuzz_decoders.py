@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 from alerting.errors import TicketError
 from alerting.feedback import decode_label
-from features.records import decode_feature
 from ingest.contract import validate
 from ingest.events import decode_event
 from models.featuredecode import decode_fast
-from models.predictions import decode_prediction
+from pipeline.featurerecords import decode_feature
+from pipeline.predictions import decode_prediction
 
 NOW = 1_795_000_000_000
 

@@ -514,7 +514,7 @@ def _reference_prediction(
     raw: bytes | None, versions: set[str]
 ) -> tuple[str, tuple[str, str, int] | None, RiskPoint | None]:
     """What the alerting stage must do with a record, by docs/alerting.md (Dead letters) and
-    models/predictions.py: ``(code, series key, point)``, code ``ok``, ``bad_record`` or
+    pipeline/predictions.py: ``(code, series key, point)``, code ``ok``, ``bad_record`` or
     ``unknown_model_version``."""
     bad = "bad_record", None, None
     if raw is None:
@@ -607,7 +607,7 @@ def _model_dirs(root: Path) -> list[str]:
 def test_generated_predictions_through_the_real_alerting_stage(
     live_services: Settings, make_topic: Callable[[str], str], own_bucket: str, tmp_path: Path
 ) -> None:
-    from models.predictions import decode_prediction
+    from pipeline.predictions import decode_prediction
 
     live = live_services
     topic = make_topic(f"{RUN}-predictions")
@@ -712,7 +712,7 @@ def test_top_sensors_read_back_at_their_own_times(
     from kafka import KafkaProducer
 
     from alerting.rules import Rules
-    from models.predictions import Prediction, encode_prediction
+    from pipeline.predictions import Prediction, encode_prediction
     from plantwatch.connections import kafka_config
     from tests.alerting.helpers import Running, model_version
 
@@ -970,7 +970,7 @@ class Feature:
 
 
 def _decode_reference(raw: bytes) -> tuple[Feature, str] | None:
-    """A feature record and its config by features/records.py's module doc; None if the
+    """A feature record and its config by pipeline/featurerecords.py's module doc; None if the
     record is not one."""
     bad = None
     if raw[:4] == b"PWF2":
@@ -1067,8 +1067,8 @@ def test_generated_feature_records_through_the_real_scorer(
     tmp_path: Path,
 ) -> None:
     from models.featuredecode import decode_fast
-    from models.predictions import decode_prediction
     from models.registry import versions_in
+    from pipeline.predictions import decode_prediction
     from plantwatch.report import read_records
 
     live = live_services

@@ -11,8 +11,8 @@ from alerting import store
 from alerting.influx import InfluxWriter
 from alerting.rules import Rules, Silences
 from alerting.service import AlertConfig, AlertingService
-from models.predictions import Prediction, encode_prediction
 from models.registry import versions_in
+from pipeline.predictions import Prediction, encode_prediction
 from plantwatch.connections import influx_client, kafka_config, stage_consumer_config
 from plantwatch.settings import Settings
 

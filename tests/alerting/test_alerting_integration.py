@@ -97,7 +97,7 @@ def test_predictions_to_points_alerts_tickets_and_dlq(
 
 
 def produce_unknown(version: str) -> bytes:
-    from models.predictions import Prediction, encode_prediction
+    from pipeline.predictions import Prediction, encode_prediction
 
     return encode_prediction(Prediction("x-1", 1, 0.5, 0.5, version + "-other", 1, 1, 1))
 

@@ -28,8 +28,8 @@ from alerting.rules import Rules, Silences
 from alerting.service import AlertConfig, AlertingService
 from alerting.sinks import influx_sender
 from alerting.store import OutboxRow
-from models.predictions import Prediction, encode_prediction
 from pipeline.deadletter import headers_of
+from pipeline.predictions import Prediction, encode_prediction
 from tests.fake_kafka import FakeConsumer, FakeFuture
 
 TP = TopicPartition("predictions", 0)

@@ -21,8 +21,8 @@ import pytest
 from alerting import store
 from alerting.influx import InfluxWriter
 from alerting.rules import Rules
-from models.predictions import decode_prediction
 from pipeline.deadletter import headers_of
+from pipeline.predictions import decode_prediction
 from plantwatch.connections import influx_client, kafka_config
 from plantwatch.settings import Settings
 from tests.alerting.helpers import Running, base_ms, model_version, produce, risk_points

@@ -230,7 +230,7 @@ def test_sequences_keep_the_dtype_of_z() -> None:
     ],
 )
 def test_bad_feature_records_get_a_reason(raw: bytes | None, fragment: str) -> None:
-    from features.records import decode_feature
+    from pipeline.featurerecords import decode_feature
 
     record, reason = decode_feature(raw)
     assert record is None
@@ -243,9 +243,9 @@ def test_readings_at_the_float_limit_give_missing_features_not_infinities(encodi
     """Any finite reading is valid telemetry; a square of 1e308 overflows. No warning, no inf."""
     import warnings
 
-    from features.records import decode_feature
     from ingest.contract import Telemetry
     from ingest.featurestage import FeatureStage
+    from pipeline.featurerecords import decode_feature
     from plantwatch.presets import load_window_config
 
     stage = FeatureStage(load_window_config("plant"), encoding)  # type: ignore[arg-type]

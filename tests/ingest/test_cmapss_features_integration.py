@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from features.offline import step_features_frame
-from features.records import decode_feature
 from ingest.cmapss import load_cmapss
+from pipeline.featurerecords import decode_feature
 from plantwatch.connections import kafka_config
 from plantwatch.presets import PRESETS
 from plantwatch.settings import Settings

@@ -25,8 +25,8 @@ import pytest
 
 from features.config import WindowConfig
 from features.offline import step_features_frame
-from features.records import MAGIC, decode_feature
 from ingest.contract import validate
+from pipeline.featurerecords import MAGIC, decode_feature
 from plantwatch.connections import kafka_config
 from plantwatch.presets import PLANT_SENSORS
 from plantwatch.settings import Settings

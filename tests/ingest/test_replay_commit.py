@@ -18,10 +18,10 @@ import threading
 from kafka import TopicPartition
 
 from features.config import WindowConfig
-from features.records import decode_feature
 from ingest.contract import Telemetry, encode
 from ingest.featurestage import FeatureStage
 from ingest.service import IngestConfig, IngestService
+from pipeline.featurerecords import decode_feature
 from tests.fake_kafka import FakeConsumer, TransactionalProducer
 
 NOW_MS = 1_795_000_000_000

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.records import decode_feature, encode_feature
 from models.featuredecode import decode_fast
+from pipeline.featurerecords import decode_feature, encode_feature
 
 GOOD = encode_feature("m-1", 0, 60000, "abc", np.array([1.5, np.nan, -3.0]))
 GOOD_JSON = encode_feature("m-1", 0, 60000, "abc", np.array([1.5, np.nan, -3.0]), encoding="json")

@@ -118,8 +118,8 @@ def test_the_lag_gauge_follows_an_empty_poll_past_aborted_records(tmp_path: Path
 
 
 def test_a_step_without_readings_is_kept_in_the_window_but_not_scored(tmp_path: Path) -> None:
-    from features.records import encode_feature
-    from models.predictions import decode_prediction
+    from pipeline.featurerecords import encode_feature
+    from pipeline.predictions import decode_prediction
     from tests.models.tiny import machine_values
 
     def record(step: int, silent: bool) -> bytes:

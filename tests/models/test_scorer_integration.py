@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from models.predictions import Prediction, decode_prediction
 from models.registry import artifact_version
+from pipeline.predictions import Prediction, decode_prediction
 from plantwatch.settings import Settings
 from tests.conftest import CommitWatch, group_lag, wait_caught_up
 from tests.models.tiny import MIN_STEPS, WINDOW, feature_record, make_artifact, write_window

@@ -22,12 +22,12 @@ from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
 
 import models.scorer
 import pipeline.runtime
-from features.records import encode_feature
 from ingest.contract import MAX_TS_MS
-from models.predictions import Prediction, decode_prediction
 from models.scorer import ScorerConfig, ScorerService
 from models.servable import Servable, load_servable
 from pipeline.deadletter import headers_of
+from pipeline.featurerecords import encode_feature
+from pipeline.predictions import Prediction, decode_prediction
 from tests.fake_kafka import FakeConsumer
 from tests.models.tiny import MIN_STEPS, WINDOW, feature_record, machine_values, make_artifact
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from kafka import TopicPartition
 
-from models.predictions import decode_prediction
 from models.scorer import ScorerConfig, ScorerService
 from models.servable import Servable, load_servable
+from pipeline.predictions import decode_prediction
 from tests.fake_kafka import FakeConsumer, TransactionalProducer
 from tests.models.tiny import WINDOW, feature_record, make_artifact
 

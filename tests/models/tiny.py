@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from features.config import WindowConfig
-from features.records import encode_feature
 from features.spec import fit_spec
 from models.artifact import ModelMeta, save_artifact
 from models.network import build_model
+from pipeline.featurerecords import encode_feature
 
 WINDOW = WindowConfig(
     sensors=("temp", "vib", "flow"),

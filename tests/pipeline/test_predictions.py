@@ -1,6 +1,6 @@
 """The prediction record's decoder refuses, with a reason, what an output could not carry.
 
-Whatever :func:`models.predictions.decode_prediction` accepts, the alerting stage writes to
+Whatever :func:`pipeline.predictions.decode_prediction` accepts, the alerting stage writes to
 InfluxDB's line protocol (tags ``equipment_id`` and ``model_version``, the time
 ``window_end``) and does arithmetic on; anything else must be a reason (a dead letter),
 never an exception and never a line that InfluxDB refuses.
@@ -16,7 +16,7 @@ import pytest
 from alerting.influx import alert_line, risk_line, ticket_line
 from alerting.state import AlertEvent
 from ingest.contract import MAX_TS_MS
-from models.predictions import Prediction, decode_prediction
+from pipeline.predictions import Prediction, decode_prediction
 
 VALID: dict[str, Any] = {
     "v": 1,

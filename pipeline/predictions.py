@@ -17,12 +17,12 @@ most to the score (shares are non-negative and sum to at most 1).
 
 :func:`decode_prediction` returns a parsed record or a reason, never raises. It accepts only
 what every consumer can carry, InfluxDB's line protocol included: ``equipment_id`` by the
-telemetry contract's rule (:mod:`ingest.contract`: 1-128 characters of ``A-Z a-z 0-9
+telemetry contract's rule (:mod:`pipeline.names`: 1-128 characters of ``A-Z a-z 0-9
 . _ : / @ -``, starting with a letter or digit), ``model_version`` 1-128 characters without
 white space, control characters, surrogates or backslashes (InfluxDB stores a tag's
 escaped backslash doubled, and refuses one at its end), sensor names of ``top_sensors`` as
 the contract's sensor names (at most 256 of them), finite numbers only, and times and
-integers in ``0..MAX_TS_MS`` (:data:`ingest.contract.MAX_TS_MS`, the end of InfluxDB's time
+integers in ``0..MAX_TS_MS`` (:data:`pipeline.names.MAX_TS_MS`, the end of InfluxDB's time
 range in milliseconds), compared before any arithmetic.
 
 >>> raw = encode_prediction(Prediction("m-1", 60000, 0.25, 0.5, "v1", 30, 1800000, 12,
@@ -48,11 +48,11 @@ from typing import Any
 import orjson
 
 # The telemetry contract's rules (matched with fullmatch), shared rather than copied.
-from ingest.contract import _ID_RE, _SENSOR_RE, DEFAULT_LIMITS, MAX_TS_MS
+from pipeline.names import ID_RE, MAX_EQUIPMENT_ID, MAX_SENSORS, MAX_TS_MS, SENSOR_RE
 
 PREDICTION_VERSION = 1
-MAX_ID = DEFAULT_LIMITS.max_equipment_id
-MAX_TOP = DEFAULT_LIMITS.max_sensors
+MAX_ID = MAX_EQUIPMENT_ID
+MAX_TOP = MAX_SENSORS
 MAX_VERSION = 128
 # A tag value that InfluxDB gives back as written: no white space, control characters
 # (C0, DEL, C1), surrogates or backslashes (an escaped one is stored doubled, a final one
@@ -141,7 +141,7 @@ def _top(value: Any) -> tuple[tuple[str, float], ...] | str:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
             return bad
         name, share = item[0], _finite(item[1])
-        if len(name) > 64 or not _SENSOR_RE.fullmatch(name) or share is None or share < 0:
+        if len(name) > 64 or not SENSOR_RE.fullmatch(name) or share is None or share < 0:
             return bad
         out.append((name, share))
     return tuple(out)
@@ -150,13 +150,13 @@ def _top(value: Any) -> tuple[tuple[str, float], ...] | str:
 def check_equipment_id(value: str) -> str | None:
     """Why ``value`` is not an equipment id that every stage can carry; None if it is.
 
-    The telemetry contract's rule (:mod:`ingest.contract`), which also makes it a valid
+    The telemetry contract's rule (:mod:`pipeline.names`), which also makes it a valid
     InfluxDB tag value and Kafka key.
 
     >>> check_equipment_id("pump-17") is None, check_equipment_id("pump 17") is None
     (True, False)
     """
-    if 0 < len(value) <= MAX_ID and _ID_RE.fullmatch(value):
+    if 0 < len(value) <= MAX_ID and ID_RE.fullmatch(value):
         return None
     if not value:
         return "field 'equipment_id' is missing or not a non-empty string"

@@ -1,4 +1,4 @@
-"""The binary feature record (``features.records``): exact round trips, clear refusals."""
+"""The binary feature record (``pipeline.featurerecords``): exact round trips, clear refusals."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from features.records import MAGIC, decode_feature, encode_feature
 from models.featuredecode import decode_fast
+from pipeline.featurerecords import MAGIC, decode_feature, encode_feature
 
 
 def _raw(
