@@ -35,6 +35,47 @@ from alerting.errors import RulesError
 LEVELS = ("OK", "WARNING", "CRITICAL")
 RANK = {name: i for i, name in enumerate(LEVELS)}
 
+# The bounds of the rules, stated once: :class:`Rules` checks its values against them and
+# the settings (``PLANTWATCH_ALERT_<RULE>``, :mod:`plantwatch.settings`) check theirs, each
+# in its own words.
+PROBABILITY_RULES = ("warning", "warning_reset", "critical", "critical_reset")
+"""Rules that are probabilities, in [0, 1]."""
+COUNT_RULES = ("pending_steps", "pending_ms", "repeat_ms", "flap_window_ms", "deadman_ms")
+"""Rules that count steps or milliseconds, >= 0 (0: off)."""
+MIN_FLAP_COUNT = 2
+"""The fewest level changes that can make a machine flap."""
+TICKET_LEVELS = ("WARNING", "CRITICAL")
+"""The levels whose entry may open a ticket."""
+
+
+def is_probability(value: float) -> bool:
+    """Whether ``value`` is a probability (NaN is not).
+
+    >>> is_probability(0.0), is_probability(1.5), is_probability(float("nan"))
+    (True, False, False)
+    """
+    return 0.0 <= value <= 1.0
+
+
+def thresholds_out_of_order(
+    warning_reset: float, warning: float, critical: float, critical_reset: float
+) -> str | None:
+    """Which order of the thresholds is broken, if one is.
+
+    ``"warning"``: not ``warning_reset <= warning <= critical``; ``"critical"``: not
+    ``critical_reset <= critical``; None: both hold.
+
+    >>> thresholds_out_of_order(0.4, 0.5, 0.6, 0.5) is None
+    True
+    >>> thresholds_out_of_order(0.4, 0.7, 0.6, 0.5), thresholds_out_of_order(0.4, 0.5, 0.6, 0.7)
+    ('warning', 'critical')
+    """
+    if not warning_reset <= warning <= critical:
+        return "warning"
+    if not critical_reset <= critical:
+        return "critical"
+    return None
+
 
 @dataclass(frozen=True)
 class Rules:
@@ -70,28 +111,32 @@ class Rules:
     ticket_level: str = "CRITICAL"
 
     def __post_init__(self) -> None:
-        for name in ("warning", "warning_reset", "critical", "critical_reset"):
+        for name in PROBABILITY_RULES:
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if not is_probability(value):
                 raise RulesError(f"rule {name}: value {value} is not a probability in [0, 1]")
-        if not self.warning_reset <= self.warning <= self.critical:
+        broken = thresholds_out_of_order(
+            self.warning_reset, self.warning, self.critical, self.critical_reset
+        )
+        if broken == "warning":
             raise RulesError(
                 f"rules: expected warning_reset <= warning <= critical, got "
                 f"{self.warning_reset} / {self.warning} / {self.critical}"
             )
-        if not self.critical_reset <= self.critical:
+        if broken == "critical":
             raise RulesError(
                 f"rules: expected critical_reset <= critical, got "
                 f"{self.critical_reset} / {self.critical}"
             )
-        for name in ("pending_steps", "pending_ms", "repeat_ms", "flap_window_ms", "deadman_ms"):
+        for name in COUNT_RULES:
             if getattr(self, name) < 0:
                 raise RulesError(f"rule {name}: value {getattr(self, name)} is not >= 0")
-        if self.flap_count < 2:
-            raise RulesError(f"rule flap_count: value {self.flap_count} is not >= 2")
-        if self.ticket_level not in ("WARNING", "CRITICAL"):
+        if self.flap_count < MIN_FLAP_COUNT:
+            raise RulesError(f"rule flap_count: value {self.flap_count} is not >= {MIN_FLAP_COUNT}")
+        if self.ticket_level not in TICKET_LEVELS:
             raise RulesError(
-                f"rule ticket_level: value {self.ticket_level!r} is not WARNING or CRITICAL"
+                f"rule ticket_level: value {self.ticket_level!r} is not "
+                f"{' or '.join(TICKET_LEVELS)}"
             )
 
     @property

@@ -1,6 +1,6 @@
-"""Senders of outbox rows, one per sink: ``webhook``, ``kafka``, ``feedback``, ``influx``.
+"""The transports of the ticket targets (:mod:`alerting.targets`): HTTP, Kafka, InfluxDB.
 
-Each takes an :class:`~alerting.store.OutboxRow` and raises
+Each sender takes an :class:`~alerting.store.OutboxRow` and raises
 :class:`~alerting.errors.DeliveryError` when the target did not take it.
 """
 

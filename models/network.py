@@ -13,16 +13,113 @@ simulated plant fleets, see ``docs/models.md``):
   recurrence learns from few machines. The default (:data:`DEFAULT_ARCHITECTURE`, with
   dense auxiliary horizons) and the C-MAPSS choice (with L = 100).
 
-Keras 3 API only (no backend-specific ops). The output layer is float32 so that mixed
-precision keeps the logit numerically stable.
+Each architecture is a function registered under its name with :func:`architecture`: it
+gets the inputs and returns the layers' output before the dropout and the output layer. A new
+architecture is one such function here; its name becomes a choice of ``plantwatch train
+--architecture`` and of the benchmarks (:data:`ARCHITECTURES`).
+
+Keras 3 API only (no backend-specific ops); Keras is imported on the first model built, so
+the names here cost nothing to import. The output layer is float32 so that mixed precision
+keeps the logit numerically stable.
 """
 
 from __future__ import annotations
 
-from models import backend
-from models.backend import Model
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-ARCHITECTURES = ("gru", "conv-gru", "lstm", "gru-stats")
+if TYPE_CHECKING:
+    from models.backend import Model
+
+
+@dataclass(frozen=True)
+class Initializers:
+    """The seeded initializers every layer of one model shares."""
+
+    kernel: Any
+    recurrent: Any
+
+
+class Body(Protocol):
+    """An architecture: (features (L, F), mask (L,)) -> the layers' output before the head."""
+
+    def __call__(self, x: Any, mask: Any, units: int, init: Initializers, /) -> Any:
+        """The output of the architecture's layers on the inputs ``x`` and ``mask``."""
+
+
+_BODIES: dict[str, Body] = {}
+
+
+def architecture(name: str) -> Callable[[Body], Body]:
+    """Register the decorated function as the architecture ``name``.
+
+    Raises:
+        ValueError: another architecture has this name.
+    """
+
+    def register(body: Body) -> Body:
+        if name in _BODIES:
+            raise ValueError(f"architecture {name!r} is registered twice")
+        _BODIES[name] = body
+        return body
+
+    return register
+
+
+def _layers() -> Any:
+    from models import backend
+
+    return backend.keras().layers
+
+
+def _gru_layer(h: Any, mask: Any, units: int, init: Initializers) -> Any:
+    gru = _layers().GRU(
+        units, kernel_initializer=init.kernel, recurrent_initializer=init.recurrent, name="gru"
+    )
+    return gru(h, mask=mask)
+
+
+@architecture("gru")
+def _gru(x: Any, mask: Any, units: int, init: Initializers) -> Any:
+    """Masked GRU(units)."""
+    return _gru_layer(x, mask, units, init)
+
+
+@architecture("conv-gru")
+def _conv_gru(x: Any, mask: Any, units: int, init: Initializers) -> Any:
+    """Causal Conv1D(units, 5) -> masked GRU(units)."""
+    conv = _layers().Conv1D(
+        units, 5, padding="causal", activation="relu", kernel_initializer=init.kernel, name="conv"
+    )
+    return _gru_layer(conv(x), mask, units, init)
+
+
+@architecture("lstm")
+def _lstm(x: Any, mask: Any, units: int, init: Initializers) -> Any:
+    """Masked LSTM(units)."""
+    lstm = _layers().LSTM(
+        units, kernel_initializer=init.kernel, recurrent_initializer=init.recurrent, name="lstm"
+    )
+    return lstm(x, mask=mask)
+
+
+@architecture("gru-stats")
+def _gru_stats(x: Any, mask: Any, units: int, init: Initializers) -> Any:
+    """Masked GRU(units) beside WindowStats -> Dense(units, relu), concatenated."""
+    from models.layers import WindowStats
+
+    layers = _layers()
+    h = _gru_layer(x, mask, units, init)
+    stats = WindowStats(name="window_stats")(x, mask)
+    stats = layers.Dense(
+        units, activation="relu", kernel_initializer=init.kernel, name="stats_dense"
+    )(stats)
+    return layers.Concatenate(name="concat")([h, stats])
+
+
+ARCHITECTURES = tuple(_BODIES)
+"""The registered architectures' names: gru, conv-gru, lstm, gru-stats."""
 AUX_MODES = ("none", "sparse", "dense")
 DEFAULT_ARCHITECTURE = "gru-stats"
 DEFAULT_AUX = "dense"
@@ -59,12 +156,15 @@ def build_model(
     Raises:
         ValueError: a bad argument, echoing its value.
     """
+    from models import backend
+
     keras = backend.keras()
     layers = keras.layers
 
-    if architecture not in ARCHITECTURES:
+    body = _BODIES.get(architecture)
+    if body is None:
         raise ValueError(
-            f"architecture must be one of {', '.join(ARCHITECTURES)}. "
+            f"architecture must be one of {', '.join(_BODIES)}. "
             f"Received: architecture={architecture!r}"
         )
     for arg, value in (
@@ -80,27 +180,7 @@ def build_model(
     rec_init = keras.initializers.Orthogonal(seed=seed + 1)
     x_in = keras.Input((sequence_length, n_features), name="features")
     m_in = keras.Input((sequence_length,), name="mask", dtype="bool")
-    h = x_in
-    if architecture == "conv-gru":
-        h = layers.Conv1D(
-            units, 5, padding="causal", activation="relu", kernel_initializer=init, name="conv"
-        )(h)
-    if architecture == "lstm":
-        h = layers.LSTM(
-            units, kernel_initializer=init, recurrent_initializer=rec_init, name="lstm"
-        )(h, mask=m_in)
-    else:
-        h = layers.GRU(units, kernel_initializer=init, recurrent_initializer=rec_init, name="gru")(
-            h, mask=m_in
-        )
-    if architecture == "gru-stats":
-        from models.layers import WindowStats
-
-        stats = WindowStats(name="window_stats")(x_in, m_in)
-        stats = layers.Dense(units, activation="relu", kernel_initializer=init, name="stats_dense")(
-            stats
-        )
-        h = layers.Concatenate(name="concat")([h, stats])
+    h = body(x_in, m_in, units, Initializers(init, rec_init))
     if dropout:
         h = layers.Dropout(dropout, seed=seed + 2, name="dropout")(h)
     logit = layers.Dense(1, kernel_initializer=init, dtype="float32", name="logit")(h)
@@ -141,6 +221,8 @@ def aux_horizons(horizon_steps: int, mode: str = "sparse") -> tuple[int, ...]:
 
 def serving_model(model: Model) -> Model:
     """The single-logit model (sharing weights) of a model trained with auxiliary outputs."""
+    from models import backend
+
     keras = backend.keras()
     if not isinstance(model.output, dict):
         return model

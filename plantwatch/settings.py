@@ -27,6 +27,14 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from alerting import targets as ticket_targets
+from alerting.rules import (
+    COUNT_RULES,
+    MIN_FLAP_COUNT,
+    PROBABILITY_RULES,
+    is_probability,
+    thresholds_out_of_order,
+)
 from pipeline.errors import SettingsError
 from plantwatch.profile import ProfileSource, profile_origin
 
@@ -278,8 +286,7 @@ class Settings(BaseSettings):
     )
     alert_sinks: str = Field(
         "builtin",
-        description="Ticket sinks, comma-separated: builtin (the store, always on), webhook, "
-        "kafka (topic PLANTWATCH_TOPIC_TICKETS).",
+        description=f"Ticket sinks, comma-separated: {ticket_targets.describe()}.",
     )
     alert_warning: float = Field(0.5, description="Probability that raises WARNING.")
     alert_warning_reset: float = Field(
@@ -338,26 +345,20 @@ class Settings(BaseSettings):
     @classmethod
     def _check_alert_sinks(cls, value: str) -> str:
         names = [n.strip() for n in value.split(",") if n.strip()]
-        if not names or not set(names) <= {"builtin", "webhook", "kafka"}:
-            raise ValueError("a comma-separated list of builtin, webhook, kafka")
+        choosable = ticket_targets.choosable()
+        if not names or not set(names) <= set(choosable):
+            raise ValueError(f"a comma-separated list of {', '.join(choosable)}")
         return ",".join(dict.fromkeys(names))
 
-    @field_validator(
-        "alert_warning", "alert_warning_reset", "alert_critical", "alert_critical_reset"
-    )
+    # The alert rules' bounds are alerting.rules' (stated once, for Rules as well).
+    @field_validator(*(f"alert_{name}" for name in PROBABILITY_RULES))
     @classmethod
     def _check_alert_probability(cls, value: float) -> float:
-        if not 0.0 <= value <= 1.0:
+        if not is_probability(value):
             raise ValueError("a probability between 0 and 1")
         return value
 
-    @field_validator(
-        "alert_pending_steps",
-        "alert_pending_ms",
-        "alert_repeat_ms",
-        "alert_flap_window_ms",
-        "alert_deadman_ms",
-    )
+    @field_validator(*(f"alert_{name}" for name in COUNT_RULES))
     @classmethod
     def _check_alert_non_negative(cls, value: int) -> int:
         if value < 0:
@@ -367,8 +368,8 @@ class Settings(BaseSettings):
     @field_validator("alert_flap_count")
     @classmethod
     def _check_alert_flap(cls, value: int) -> int:
-        if value < 2:
-            raise ValueError("a number >= 2")
+        if value < MIN_FLAP_COUNT:
+            raise ValueError(f"a number >= {MIN_FLAP_COUNT}")
         return value
 
     @field_validator("alert_webhook_timeout_s", "alert_retry_max_s")
@@ -380,23 +381,31 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_alert_rules(self) -> Settings:
-        if not self.alert_warning_reset <= self.alert_warning <= self.alert_critical:
+        broken = thresholds_out_of_order(
+            self.alert_warning_reset,
+            self.alert_warning,
+            self.alert_critical,
+            self.alert_critical_reset,
+        )
+        if broken == "warning":
             raise SettingsError(
                 env_name("alert_warning"),
                 str(self.alert_warning),
                 f"{env_name('alert_warning_reset')} <= {env_name('alert_warning')} <= "
                 f"{env_name('alert_critical')}",
             )
-        if not self.alert_critical_reset <= self.alert_critical:
+        if broken == "critical":
             raise SettingsError(
                 env_name("alert_critical_reset"),
                 str(self.alert_critical_reset),
                 f"a value <= {env_name('alert_critical')}={self.alert_critical}",
             )
-        if "webhook" in self.alert_sinks.split(",") and not self.alert_webhook_url:
-            raise SettingsError(
-                env_name("alert_sinks"), self.alert_sinks, f"{env_name('alert_webhook_url')} set"
-            )
+        for name in self.alert_sinks.split(","):  # what a chosen ticket target needs
+            for needed in ticket_targets.get(name).needs:
+                if not getattr(self, needed):
+                    raise SettingsError(
+                        env_name("alert_sinks"), self.alert_sinks, f"{env_name(needed)} set"
+                    )
         return self
 
     instance_id: str = Field(

@@ -153,7 +153,7 @@ def evaluate_cmd(
     """
     configure_logging()
     from evaluation.workflow import evaluate_artifact
-    from plantwatch.cli.alert import rules_of
+    from plantwatch.stages import alert_rules
 
     window = window_of(features_config, data)
     lead = None if max_lead is None else parse_horizon(max_lead, window.step_ms, "--max-lead")
@@ -163,7 +163,7 @@ def evaluate_cmd(
         events,
         window,
         plots,
-        rules=rules_of(settings_from(ctx)),
+        rules=alert_rules(settings_from(ctx)),
         max_lead_steps=lead,
         lost_readings=lost_readings,
         levels=levels,

@@ -16,6 +16,7 @@ from pipeline.errors import PlantwatchError
 from plantwatch import __version__
 from plantwatch.cli.options import SECRETS_HELP, settings_options
 from plantwatch.settings import Settings, load_settings
+from plantwatch.stages import Stage
 
 
 class _Group(click.Group):
@@ -130,6 +131,18 @@ def _masked(text: str) -> str:
             if len(form) >= 4:
                 text = text.replace(form, "***")
     return text
+
+
+def echo_err(line: str) -> None:
+    """A progress or warning line to stderr."""
+    click.echo(line, err=True)
+
+
+def stop_event(stage: Stage[Any]) -> threading.Event:
+    """An event that SIGINT/SIGTERM set for a built stage (SIGHUP calls its ``on_hup``)."""
+    stop = threading.Event()
+    install_stop(stage.name, stop, on_hup=stage.on_hup)
+    return stop
 
 
 def install_stop(

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from models.network import ARCHITECTURES, AUX_MODES, DEFAULT_ARCHITECTURE, DEFAULT_AUX
 from plantwatch.cli.main import cli, configure_logging
 
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)?$")
@@ -113,8 +114,8 @@ def echo_metrics(title: str, metrics: dict[str, Any]) -> None:
 )
 @click.option(
     "--architecture",
-    type=click.Choice(["gru", "conv-gru", "lstm", "gru-stats"]),
-    default="gru-stats",
+    type=click.Choice(ARCHITECTURES),
+    default=DEFAULT_ARCHITECTURE,
     show_default=True,
     help="Network architecture: gru = a GRU over the window; gru-stats = the GRU beside "
     "per-feature window means and trend slopes (chosen on C-MAPSS and on the tickets of "
@@ -129,8 +130,8 @@ def echo_metrics(title: str, metrics: dict[str, Any]) -> None:
 )
 @click.option(
     "--aux-horizons",
-    type=click.Choice(["none", "sparse", "dense"]),
-    default="dense",
+    type=click.Choice(AUX_MODES),
+    default=DEFAULT_AUX,
     show_default=True,
     help="Also train outputs for failure within other horizons, with the same BCE (extra "
     "supervision of how far the failure is; the saved model keeps the single H logit): "

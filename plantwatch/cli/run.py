@@ -6,13 +6,17 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipeline.hosts import is_loopback
-from plantwatch.cli.main import cli, configure_logging, settings_from
+from plantwatch.cli.main import cli, configure_logging, echo_err, settings_from
 from plantwatch.settings import Settings
+from plantwatch.stages import build_run
+
+if TYPE_CHECKING:
+    from plantwatch.supervisor import Supervisor
 
 
 def _services_reachable(settings: Settings) -> list[str]:
@@ -160,10 +164,32 @@ def run_cmd(
     finishes its batch and commits its offsets.
     """
     configure_logging()
-    from pipeline.errors import PlantwatchError
-    from plantwatch.supervisor import STAGES, Supervisor, settings_env
-
     settings = settings_from(ctx)
+    chosen = _chosen_stages(stages, scorers)
+    started = _prepare(settings, scorers, manage_services)
+    supervisor = build_run(
+        settings,
+        chosen,
+        echo=echo_err,
+        scorers=scorers,
+        model=model,
+        idle_exit_s=idle_exit,
+        log_every_s=log_every,
+        log_dir=log_dir,
+    )
+    codes = _supervise(supervisor, settings, duration, status_every, started)
+    failed = {s: c for s, c in codes.items() if c and c[-1] not in (0, -signal.SIGTERM)}
+    summary = ", ".join(f"{s} exit {c[-1] if c else '-'}" for s, c in codes.items())
+    click.echo(f"run: done ({summary})", err=True)
+    if failed:
+        ctx.exit(1)
+
+
+def _chosen_stages(stages: str, scorers: int) -> list[str]:
+    """The stages of ``--stages``, checked (and ``--scorers`` against them)."""
+    from pipeline.errors import PlantwatchError
+    from plantwatch.supervisor import STAGES
+
     chosen = [s.strip() for s in stages.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in STAGES]
     if not chosen or unknown:
@@ -173,10 +199,19 @@ def run_cmd(
         )
     if scorers > 1 and "score" not in chosen:
         raise PlantwatchError(f"--scorers {scorers}: the score stage is not in --stages {stages}")
-    started = _start_local(settings) if manage_services else False
+    return chosen
+
+
+def _prepare(settings: Settings, scorers: int, manage_services: bool) -> bool:
+    """Local services up (if asked and needed), every topic made, the scorers checked.
+
+    Returns:
+        Whether this call started the local services (a refusal stops them again).
+    """
     from plantwatch.connections import kafka_errors
     from plantwatch.topics import ensure_topics, standard_topics
 
+    started = _start_local(settings) if manage_services else False
     try:
         with kafka_errors(settings):
             topics = dict.fromkeys(standard_topics(settings), settings.topic_partitions)
@@ -187,23 +222,21 @@ def run_cmd(
         if started:
             _stop_local(settings)
         raise
-    common = ["--log-every", str(log_every)]
-    if idle_exit is not None:
-        common += ["--idle-exit", str(idle_exit)]
-    args: dict[str, list[str]] = {s: list(common) for s in chosen}
-    if model is not None and "score" in args:
-        args["score"] += ["--model", str(model)]
-    import os
+    return started
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANTWATCH_")}
-    env |= settings_env(settings)
-    supervisor = Supervisor(
-        args,
-        env,
-        log_dir=log_dir,
-        echo=lambda m: click.echo(m, err=True),
-        instances={"score": scorers},
-    )
+
+def _supervise(
+    supervisor: Supervisor,
+    settings: Settings,
+    duration: float | None,
+    status_every: float,
+    started: bool,
+) -> dict[str, list[int]]:
+    """Run the stages until they are done, Ctrl-C/SIGTERM or ``duration``; their exit codes.
+
+    Every ``status_every`` seconds (0: never) one status line goes to stderr. At the end
+    the local services stop when this run ``started`` them.
+    """
     stop = threading.Event()
 
     def handler(signum: int, _frame: Any) -> None:
@@ -236,8 +269,4 @@ def run_cmd(
             client.close()
         if started:
             _stop_local(settings)
-    failed = {s: c for s, c in codes.items() if c and c[-1] not in (0, -signal.SIGTERM)}
-    summary = ", ".join(f"{s} exit {c[-1] if c else '-'}" for s, c in codes.items())
-    click.echo(f"run: done ({summary})", err=True)
-    if failed:
-        ctx.exit(1)
+    return codes

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any
 
 import click
 
-from pipeline.errors import PlantwatchError
-from plantwatch.cli.main import cli, configure_logging, install_stop, settings_from
-
-
-class NoModelError(PlantwatchError):
-    """No model to serve."""
+from plantwatch.cli.main import cli, configure_logging, echo_err, settings_from, stop_event
+from plantwatch.stages import build_scorer
 
 
 @cli.command("score")
@@ -102,95 +96,19 @@ def score_cmd(
     """
     settings = settings_from(ctx)
     configure_logging()
-    from models.hotswap import newest_artifact
-
-    directory = model_path is None
-    source = settings.models_dir if model_path is None else model_path
-    first = newest_artifact(source) if directory else source
-    if first is None:
-        raise NoModelError(
-            f"no model artifact in {source} (PLANTWATCH_MODELS_DIR): train one with "
-            "`plantwatch train --out DIR` into that directory, or give --model PATH"
-        )
-    from plantwatch.presets import load_window_config
-
-    window = load_window_config(settings.features_config)
-    from kafka import KafkaConsumer, KafkaProducer
-
-    from models import backend
-    from models.hotswap import ModelWatcher
-    from models.scorer import ScorerConfig, ScorerService
-    from models.servable import describe, load_servable
-    from plantwatch.connections import (
-        kafka_errors,
-        producer_config,
-        stage_consumer_config,
-    )
-    from plantwatch.topics import ensure_topics, partitions_of
-
-    config = ScorerConfig(
-        topic=settings.topic_features,
-        predictions_topic=settings.topic_predictions,
-        dlq_topic=settings.topic_features_dlq,
-        max_batch=max_batch or settings.scorer_max_batch,
-        max_wait_ms=max_wait_ms or settings.scorer_max_wait_ms,
+    stage = build_scorer(
+        settings,
+        echo=echo_err,
+        model_path=model_path,
+        device=device,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
         max_poll_records=max_poll_records,
-        attribution_fraction=settings.scorer_attribution_fraction,
         log_every_s=log_every,
     )
-    keras_device = backend.select_device(device or settings.scorer_device)
-
-    def load(path: Path) -> Any:
-        return load_servable(path, window, keras_device, config.max_batch)
-
-    servable = load(first)
-    click.echo(
-        f"score: serving {first} {describe(servable)} on {keras_device} "
-        f"(backend {backend.keras().backend.backend()}), max_batch={config.max_batch} "
-        f"max_wait_ms={config.max_wait_ms}",
-        err=True,
-    )
-    watcher = ModelWatcher(load, source, directory, servable.version, settings.scorer_model_poll_s)
-    metrics = None
-    if settings.metrics_port:
-        from prometheus_client import start_http_server
-
-        from models.scoremetrics import ScorerMetrics
-
-        metrics = ScorerMetrics()
-        start_http_server(settings.metrics_port, addr="127.0.0.1", registry=metrics.registry)
-    stop = threading.Event()
-    install_stop("score", stop, on_hup=watcher.wake)
-    partitions = partitions_of(settings, settings.topic_features) or settings.topic_partitions
-    outputs = [settings.topic_features, settings.topic_predictions, settings.topic_features_dlq]
-    ensure_topics(settings, dict.fromkeys(outputs, partitions))
-    with kafka_errors(settings):
-        consumer = KafkaConsumer(
-            **stage_consumer_config(
-                settings,
-                settings.scorer_group,
-                isolation_level="read_committed",
-                max_poll_records=config.max_poll_records,
-            )
-        )
-        producer = KafkaProducer(
-            **producer_config(
-                settings,
-                acks="all",
-                # The commit flushes each batch: lingering only makes fewer, larger requests.
-                linger_ms=50,
-                batch_size=1 << 20,
-                transactional_id=f"{settings.scorer_group}-{settings.instance_id}",
-            )
-        )
-        service = ScorerService(consumer, producer, servable, window, config, metrics, watcher)
-        watcher.start()
-        try:
-            service.run(stop, idle_exit_s=idle_exit, on_log=lambda s: click.echo(s, err=True))
-        finally:
-            watcher.stop()
-            consumer.close()
-            producer.close(timeout=10)
+    stop = stop_event(stage)
+    with stage.started() as service:
+        service.run(stop, idle_exit_s=idle_exit, on_log=echo_err)
     m = service.metrics
     click.echo(
         f"scored {m.records} feature records: {m.predictions} predictions, {m.warming} warming "

@@ -107,8 +107,8 @@ def _deliver(ctx: click.Context, conn: Any) -> None:
     from alerting import store
     from alerting.influx import InfluxWriter
     from alerting.outbox import Dispatcher
-    from plantwatch.cli.alert import senders_of
     from plantwatch.connections import influx_client, producer_config
+    from plantwatch.stages import senders_of
 
     settings = settings_from(ctx)
     client = influx_client(settings, timeout_ms=5000)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from alerting.errors import RulesError
-from plantwatch.cli.alert import senders_of
 from plantwatch.settings import load_settings
+from plantwatch.stages import senders_of
 
 
 def _senders(url: str, allow_http: bool) -> dict[str, object]:
