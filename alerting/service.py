@@ -146,6 +146,7 @@ class AlertingService:
             log,
             on_lag=self.metrics.set_lag,
             lost=DeadLetterError,
+            outputs="the dead letters",
             # The batch's outputs and offsets are in the store, and records that come again
             # are skipped below its offsets, as after a crash at this point
             # (docs/alerting.md, exactly once). The next poll rejoins the group.
@@ -385,7 +386,7 @@ class AlertingService:
         Idle time counts only while Kafka answers and the consumer has caught up on
         partitions it owns (:mod:`pipeline.idle`): an outage or a rebalance is not idle.
         """
-        self._last_dead = time.monotonic()
+        self._last_dead = self.runtime.clock()
 
         def step(polled: dict[Any, list[Any]], now: float) -> None:
             if polled:

@@ -134,33 +134,11 @@ def train_artifact(
             lambda k: build(prepared.n_inputs, k), prepared.train, prepared.val, config,
             members, device,
         )  # fmt: skip
-    model, val, val_logits = ensemble.model, ensemble.oof, ensemble.oof_logits
-    results = ensemble.results
-    calibration = fit_calibration(val_logits, val.y)
-    p_val = sigmoid(calibration[0] * val_logits + calibration[1])
-    threshold = choose_threshold(val.y, p_val, target_recall)
-    fails = history.events[history.events["kind"] == "failure"]
-    val_ids = set(val.machines())
-    val_fail = {e: ts for e, ts in failure_times(fails).items() if e in val_ids}
-    metrics: dict[str, Any] = {
-        "validation": binary_metrics(val.y, p_val, threshold)
-        | lead_times(val.index, p_val, threshold, val_fail, window.step_ms),
-        "training": {
-            "history": results[0].history,
-            "best_epoch": results[0].best_epoch,
-            "seconds": sum(r.seconds for r in results),
-            "device": results[0].device,
-            "precision": results[0].precision,
-            "params": model.count_params(),
-            "folds": folds,
-            "ensemble_members": members,
-            "members": [{"epochs": len(r.history), "best_epoch": r.best_epoch} for r in results],
-            "val_windows": len(val),
-            "seed": seed,
-            "lost_readings": lost_readings,
-            "validation_machines": sorted(val_ids),
-        },
-    }
+    model = ensemble.model
+    run = {"folds": folds, "ensemble_members": members, "seed": seed, "lost": lost_readings}
+    calibration, threshold, metrics = _judged_on_validation(
+        ensemble, history, window.step_ms, target_recall, run
+    )
     meta = ModelMeta(
         horizon_steps,
         min_steps,
@@ -177,6 +155,52 @@ def train_artifact(
     save_artifact(out, model, prepared.spec, meta)
     _training_plot(metrics["training"]["history"], out / "plots")
     return metrics
+
+
+def _judged_on_validation(
+    ensemble: Any,
+    history: History,
+    step_ms: int,
+    target_recall: float | None,
+    run: dict[str, Any],
+) -> tuple[tuple[float, float], float, dict[str, Any]]:
+    """Calibration, threshold and metrics from the validation (or out-of-fold) windows.
+
+    ``run``: the training run's ``folds``, ``ensemble_members``, ``seed`` and ``lost``
+    (readings), recorded with the metrics.
+    """
+    model, val, val_logits, results = (
+        ensemble.model,
+        ensemble.oof,
+        ensemble.oof_logits,
+        ensemble.results,
+    )
+    calibration = fit_calibration(val_logits, val.y)
+    p_val = sigmoid(calibration[0] * val_logits + calibration[1])
+    threshold = choose_threshold(val.y, p_val, target_recall)
+    fails = history.events[history.events["kind"] == "failure"]
+    val_ids = set(val.machines())
+    val_fail = {e: ts for e, ts in failure_times(fails).items() if e in val_ids}
+    metrics: dict[str, Any] = {
+        "validation": binary_metrics(val.y, p_val, threshold)
+        | lead_times(val.index, p_val, threshold, val_fail, step_ms),
+        "training": {
+            "history": results[0].history,
+            "best_epoch": results[0].best_epoch,
+            "seconds": sum(r.seconds for r in results),
+            "device": results[0].device,
+            "precision": results[0].precision,
+            "params": model.count_params(),
+            "folds": run["folds"],
+            "ensemble_members": run["ensemble_members"],
+            "members": [{"epochs": len(r.history), "best_epoch": r.best_epoch} for r in results],
+            "val_windows": len(val),
+            "seed": run["seed"],
+            "lost_readings": run["lost"],
+            "validation_machines": sorted(val_ids),
+        },
+    }
+    return calibration, threshold, metrics
 
 
 def _training_plot(history: list[dict[str, float]], directory: Path) -> None:

@@ -14,7 +14,7 @@ On assignment (start, rebalance, or a swap to a model with other normalization) 
 partition is sought back to the rewind offset in its commit metadata and replayed up to
 its committed offset: windows (and, for a model with the age feature, ages) are rebuilt
 without re-emitting a prediction, and the partition's commit stands until the replay
-reaches that offset (:func:`ingest.featurestage.settle_replay`). A failed transaction
+reaches that offset (:func:`pipeline.rewind.settle_replay`). A failed transaction
 (e.g. the group rebalanced while a batch was pending) drops the batch and, after a pause
 that grows with each failure in a row (0.5 s doubling to ``backoff_max_s``, the input
 paused meanwhile), rebuilds all windows the same way.
@@ -120,7 +120,7 @@ class ScorerService:
         self.runtime = StageRuntime(
             consumer,
             producer,
-            RuntimeConfig.of("score", config, True),
+            RuntimeConfig.of("score", config, True, role="scorer"),
             log,
             forget=lambda tp: self.batcher.forget_partition(tp),
             replay=lambda tp, until: self.batcher.replay_until.__setitem__(tp, until),

@@ -97,7 +97,7 @@ class FencedError(StageKafkaError):
 
 
 class OutputsLostError(StageKafkaError):
-    """Kafka did not acknowledge the batch's outputs; the batch is not committed."""
+    """Kafka did not acknowledge a batch's outputs (before its commit, or in it)."""
 
 
 class OptionError(PlantwatchError):

@@ -54,6 +54,8 @@ class RuntimeConfig:
         backoff_max_s: longest pause after refused batches in a row.
         transactional: outputs and offsets in one Kafka transaction (the producer has a
             ``transactional_id``); else outputs are flushed before the offsets commit.
+        role: what one instance is called in errors (default ``name``: "another ingest
+            instance ..."; the scorer's is "scorer").
     """
 
     name: str
@@ -63,9 +65,12 @@ class RuntimeConfig:
     log_every_s: float = 10.0
     backoff_max_s: float = 30.0
     transactional: bool = False
+    role: str = ""
 
     @classmethod
-    def of(cls, name: str, stage: LoopSettings, transactional: bool = False) -> RuntimeConfig:
+    def of(
+        cls, name: str, stage: LoopSettings, transactional: bool = False, role: str = ""
+    ) -> RuntimeConfig:
         """The runtime's part of a stage's own configuration."""
         return cls(
             name,
@@ -75,6 +80,7 @@ class RuntimeConfig:
             stage.log_every_s,
             stage.backoff_max_s,
             transactional,
+            role,
         )
 
 
@@ -114,6 +120,7 @@ class StageRuntime:
         on_lag: the lag gauge's setter.
         fenced: the error raised when another instance took over the transactional id.
         lost: the error raised when Kafka did not acknowledge outputs.
+        outputs: what the outputs are called in that error (alerting's: its dead letters).
         forget_on_revoke: call ``forget`` from the rebalance listener for each revoked
             partition (else the stage reacts to :attr:`revoked` in its loop).
         refused_commit_note: what a refused plain offset commit means for this stage (the
@@ -137,6 +144,7 @@ class StageRuntime:
         fenced: type[PlantwatchError] = FencedError,
         lost: type[PlantwatchError] = OutputsLostError,
         forget_on_revoke: bool = False,
+        outputs: str = "the batch's outputs",
         refused_commit_note: str = "rebuilding from the committed offsets",
         rebuild_on_refused_commit: bool = True,
         clock: Callable[[], float] = time.monotonic,
@@ -147,6 +155,7 @@ class StageRuntime:
         self._on_lag = on_lag
         self._fenced, self._lost = fenced, lost
         self._refused_note = refused_commit_note
+        self._outputs = outputs
         self._rebuild_on_refused = rebuild_on_refused_commit
         self._forget_on_revoke = forget_on_revoke
         self.clock = clock
@@ -358,7 +367,8 @@ class StageRuntime:
             self.producer.commit_transaction()
         except ProducerFencedError as exc:
             raise self._fenced(
-                f"another {name} instance with the same transactional id took over; give each "
+                f"another {self.config.role or name} instance with the same transactional id "
+                "took over; give each "
                 "instance its own PLANTWATCH_INSTANCE_ID"
             ) from exc
         except KafkaError as exc:
@@ -388,8 +398,7 @@ class StageRuntime:
             first = self._errors[0]
             self._errors.clear()
             raise self._lost(
-                f"Kafka did not acknowledge the batch's outputs ({type(first).__name__}: "
-                f"{first}){when}"
+                f"Kafka did not acknowledge {self._outputs} ({type(first).__name__}: {first}){when}"
             )
 
     def lag(self) -> None:

@@ -32,7 +32,25 @@ class Message:
     headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-class FakeConsumer:
+class _Pausing:
+    """What both fake consumers answer alike: the group and pausing."""
+
+    paused_tps: set[TopicPartition]
+
+    def group_metadata(self) -> str:
+        return "group"
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused_tps |= set(tps)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self.paused_tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused_tps -= set(tps)
+
+
+class FakeConsumer(_Pausing):
     """Args:
     tp: the one partition.
     values: the log's message values (key ``b"m"``, timestamp ``timestamp``).
@@ -126,18 +144,6 @@ class FakeConsumer:
     def highwater(self, tp: TopicPartition) -> int:
         return self.fetched_high
 
-    def group_metadata(self) -> str:
-        return "group"
-
-    def pause(self, *tps: TopicPartition) -> None:
-        self.paused_tps |= set(tps)
-
-    def paused(self) -> set[TopicPartition]:
-        return set(self.paused_tps)
-
-    def resume(self, *tps: TopicPartition) -> None:
-        self.paused_tps -= set(tps)
-
     def end_offsets(self, tps: list[TopicPartition], timeout_ms: int | None = None) -> Any:
         """The broker's end: records appended to ``log`` after the last poll included."""
         return {tp: len(self.log) + self.aborted_tail for tp in tps}
@@ -218,7 +224,7 @@ class TransactionalProducer:
         self.pending = []
 
 
-class GroupConsumer:
+class GroupConsumer(_Pausing):
     """A consumer of several partitions with scripted polls, that logs what it is asked.
 
     Args:
@@ -296,18 +302,6 @@ class GroupConsumer:
     def seek_to_beginning(self, *tps: TopicPartition) -> None:
         for tp in tps:
             self.events.append(f"consumer.seek_to_beginning {tp.partition}")
-
-    def group_metadata(self) -> str:
-        return "group"
-
-    def pause(self, *tps: TopicPartition) -> None:
-        self.paused_tps |= set(tps)
-
-    def paused(self) -> set[TopicPartition]:
-        return set(self.paused_tps)
-
-    def resume(self, *tps: TopicPartition) -> None:
-        self.paused_tps -= set(tps)
 
 
 class RecordingProducer:

@@ -311,5 +311,7 @@ def test_a_fenced_producer_still_stops_the_scorer(servable: Servable) -> None:
     consumer = FakeConsumer(TP, _stream(), on_poll=_done(stop))
     config = ScorerConfig(max_batch=64, max_wait_ms=3_000, drained_ms=20)
     service = ScorerService(consumer, _Fenced(consumer), servable, WINDOW, config)
-    with pytest.raises(models.scorer.ScorerKafkaError, match="PLANTWATCH_INSTANCE_ID"):
+    with pytest.raises(
+        models.scorer.ScorerKafkaError, match=r"another scorer instance .*PLANTWATCH_INSTANCE_ID"
+    ):
         service.run(stop, idle_exit_s=None)
