@@ -1,7 +1,8 @@
 """Data loaders: C-MAPSS text files and the generic history format (telemetry + events).
 
-A data source is written ``cmapss:DIR`` (``train_FD001.txt``, ``test_FD001.txt``,
-``RUL_FD001.txt``) or ``history:FILE`` (CSV or Parquet telemetry with ``equipment_id``,
+A data source is written ``cmapss:DIR[:FD00N]`` (``train_FD00N.txt``, ``test_FD00N.txt``,
+``RUL_FD00N.txt`` of one of the four subsets; FD001 by default, or the directory's only
+subset: :func:`cmapss_source`) or ``history:FILE`` (CSV or Parquet telemetry with ``equipment_id``,
 ``ts`` as integer epoch ms and one numeric column per sensor, as the simulator's
 :func:`ingest.history.history` writes it) plus an events table (``equipment_id``, ``ts``,
 ``kind`` in failure/repair). Malformed input raises :class:`~models.errors.DataError`
@@ -178,15 +179,47 @@ def default_events_path(telemetry_path: Path) -> Path:
     return telemetry_path.with_name(f"events{telemetry_path.suffix}")
 
 
+CMAPSS_SUBSETS = ("FD001", "FD002", "FD003", "FD004")
+"""The four C-MAPSS subsets (operating conditions x failure modes: 1x1, 6x1, 1x2, 6x2)."""
+
+
+def cmapss_source(rest: str) -> tuple[Path, str]:
+    """The directory and subset of ``cmapss:DIR[:FD00N]`` (``rest`` is what follows ``cmapss:``).
+
+    Without a subset: FD001 when the directory has its training file, else the one subset
+    it has; a directory with several (and no FD001) must name one.
+
+    >>> cmapss_source("data/cmapss:fd002")
+    (PosixPath('data/cmapss'), 'FD002')
+    """
+    head, sep, tail = rest.rpartition(":")
+    if sep and tail.upper().startswith("FD"):
+        if tail.upper() not in CMAPSS_SUBSETS:
+            raise DataError(
+                f"data source cmapss:{rest}: subset {tail!r} is not one of "
+                f"{', '.join(CMAPSS_SUBSETS)}"
+            )
+        return Path(head), tail.upper()
+    directory = Path(rest)
+    found = [s for s in CMAPSS_SUBSETS if (directory / f"train_{s}.txt").is_file()]
+    if len(found) <= 1 or "FD001" in found:
+        return directory, found[0] if len(found) == 1 else "FD001"
+    raise DataError(
+        f"data source cmapss:{rest}: the directory holds the subsets {', '.join(found)}; "
+        f"name one, e.g. cmapss:{rest}:{found[0]}"
+    )
+
+
 def load_source(
     source: str, step_ms: int, sensors: tuple[str, ...], events: str | Path | None = None
 ) -> History:
-    """Load ``cmapss:DIR`` or ``history:FILE`` (events from ``events`` or next to FILE)."""
+    """Load ``cmapss:DIR[:FD00N]`` or ``history:FILE`` (events from ``events`` or next to FILE)."""
     kind, sep, rest = source.partition(":")
     if not sep or not rest or kind not in ("cmapss", "history"):
         raise DataError(f"data source {source!r} is not valid: expected cmapss:DIR or history:FILE")
     if kind == "cmapss":
-        return load_cmapss_history(rest, step_ms)
+        directory, subset = cmapss_source(rest)
+        return load_cmapss_history(directory, step_ms, subset)
     path = Path(rest)
     return load_history_files(path, Path(events) if events else default_events_path(path), sensors)
 

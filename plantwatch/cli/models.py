@@ -19,7 +19,8 @@ _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)?$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 DATA_HELP = (
-    "Data source: cmapss:DIR (train/test/RUL_FD001.txt; failures at each training engine's "
+    "Data source: cmapss:DIR[:FD00N] (train/test/RUL_FD00N.txt of subset FD001-FD004; FD001, "
+    "or the directory's only subset, when not named; failures at each training engine's "
     "last cycle) or history:FILE (CSV or Parquet telemetry: equipment_id, ts in epoch ms, one "
     "column per sensor; events from --events)."
 )

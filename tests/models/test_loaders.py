@@ -88,3 +88,37 @@ def test_feedback_file_checks(tmp_path: Path) -> None:
     path.write_text("")
     with pytest.raises(FeedbackError, match="empty"):
         load_feedback(path)
+
+
+def _subset(directory: Path, subset: str) -> None:
+    """A tiny C-MAPSS subset: two training engines, two test engines and their RUL."""
+    directory.mkdir(exist_ok=True)
+    line = " ".join(["{u}", "{c}", *(f"{0.001 * i:.4f}" for i in range(24))])
+    train = [line.format(u=u, c=c) for u in (1, 2) for c in range(1, 4)]
+    (directory / f"train_{subset}.txt").write_text("\n".join(train) + "\n")
+    (directory / f"test_{subset}.txt").write_text("\n".join(train[:2] + train[3:5]) + "\n")
+    (directory / f"RUL_{subset}.txt").write_text("7\n9\n")
+
+
+def test_a_cmapss_source_names_its_subset_or_has_only_one(tmp_path: Path) -> None:
+    from models.data import cmapss_source
+
+    _subset(tmp_path / "one", "FD002")
+    history = load_source(f"cmapss:{tmp_path / 'one'}:FD002", 1000, SENSORS)
+    assert [f.name for f in history.files] == ["train_FD002.txt", "test_FD002.txt", "RUL_FD002.txt"]
+    assert history.test_rul is not None
+    assert history.test_rul.tolist() == [7, 9]
+    assert history.events["equipment_id"].tolist() == ["engine-001", "engine-002"]
+    # The directory's only subset, unnamed; and the name in any case.
+    assert load_source(f"cmapss:{tmp_path / 'one'}", 1000, SENSORS).files == history.files
+    assert cmapss_source(f"{tmp_path / 'one'}:fd002") == (tmp_path / "one", "FD002")
+    # Several subsets: FD001 when it is there, else one must be named.
+    _subset(tmp_path / "one", "FD004")
+    with pytest.raises(DataError, match=r"holds the subsets FD002, FD004; name one, e\.g\. "):
+        load_source(f"cmapss:{tmp_path / 'one'}", 1000, SENSORS)
+    _subset(tmp_path / "one", "FD001")
+    assert cmapss_source(str(tmp_path / "one")) == (tmp_path / "one", "FD001")
+    with pytest.raises(DataError, match="subset 'FD005' is not one of FD001, FD002, FD003, FD004"):
+        load_source(f"cmapss:{tmp_path / 'one'}:FD005", 1000, SENSORS)
+    with pytest.raises(DataError, match="not a directory"):
+        load_source(f"cmapss:{tmp_path / 'none'}:FD003", 1000, SENSORS)
