@@ -133,7 +133,7 @@ class AlertingService:
         metrics: AlertMetrics | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self._consumer, self._producer, self._writer = consumer, producer, writer
+        self._writer = writer
         self._conn, self.rules, self.config = conn, rules, config
         self._silences, self._known = silences, known_version
         self.metrics = metrics or AlertMetrics()
@@ -336,7 +336,7 @@ class AlertingService:
 
     def _write(self, lines: list[str]) -> None:
         retry_paused(
-            self._consumer,
+            self.runtime.consumer,
             lambda: self._writer.write(lines),
             TransientWriteError,
             self.config.backoff_max_s,
@@ -351,7 +351,7 @@ class AlertingService:
         """Raise NODATA for machines of the assigned partitions that went quiet."""
         if self.rules.deadman_ms <= 0:
             return 0
-        parts = [tp.partition for tp in self._consumer.assignment()]
+        parts = [tp.partition for tp in self.runtime.consumer.assignment()]
         now_ms = int(self._wall() * 1000)
         b = _Batch()
         lines: list[str] = []

@@ -121,7 +121,6 @@ class IngestService:
         clock: Callable[[], float] = time.time,
         features: FeatureStage | None = None,
     ) -> None:
-        self._consumer = consumer
         self._sinks = list(sinks)
         self.config = config
         self.metrics = metrics or IngestMetrics()
@@ -272,7 +271,7 @@ class IngestService:
 
     def _retry_transient(self, flush: Callable[[], None]) -> None:
         retry_paused(
-            self._consumer,
+            self.runtime.consumer,
             flush,
             TransientSinkError,
             self.config.backoff_max_s,

@@ -105,7 +105,6 @@ class ScorerService:
         metrics: ScorerMetrics | None = None,
         watcher: ModelWatcher | None = None,
     ) -> None:
-        self._consumer, self._producer = consumer, producer
         self.model = servable
         self.window = window
         self.fingerprint = window.fingerprint()
@@ -210,7 +209,7 @@ class ScorerService:
 
         def produce() -> None:
             nonlocal sent
-            partitions = self._producer.partitions_for(topic)
+            partitions = runtime.producer.partitions_for(topic)
             for i, key, value in records:
                 tp, message = batch.sources[i]
                 try:
